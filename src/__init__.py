@@ -1,0 +1,1 @@
+"""MoToRec framework: multimodal recommendation with cold-start items in focus."""

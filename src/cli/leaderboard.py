@@ -1,0 +1,48 @@
+"""``python main.py leaderboard -d <dataset> [-m A,B]``: best config per model, side by side."""
+from __future__ import annotations
+
+import logging
+
+from src.cli._common import models_of, overrides_of
+from src.common.config import resolve
+from src.common.dataset import dataset_files, fingerprint_files
+from src.common.results import LEADERBOARD_METRICS, ResultsStore, leaderboard, markdown_table
+from src.common.storage import atomic_write_text
+
+HELP = "print the best config of every model on a dataset as a markdown table and write a CSV"
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("-d", "--dataset", required=True)
+    parser.add_argument("-m", "--model", help="only these models (comma-separated)")
+    parser.add_argument("--metrics", default=",".join(LEADERBOARD_METRICS),
+                        help=f"test metrics to show, overall and cold (default {','.join(LEADERBOARD_METRICS)})")
+    parser.add_argument("--out", help="CSV path (default <results_dir>/<dataset>/leaderboard.csv)")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="e.g. results_dir=... to read another results store")
+
+
+def run(args) -> int:
+    config = resolve(None, args.dataset, overrides_of(args)).first()
+    store = ResultsStore(config.results_dir, args.dataset)
+    fingerprint = fingerprint_files(dataset_files(config).sources)
+    records = store.records()
+    current = [r for r in records if r.get("fingerprint") == fingerprint]
+    if len(current) < len(records):
+        logger.warning("ignoring %d run(s) made on other contents of %s's files",
+                       len(records) - len(current), args.dataset)
+    metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
+    table = leaderboard(current, metrics, models=models_of(args) or None)
+    if table.empty:
+        print(f"no finished runs for {args.dataset} in {store.root}; train one with "
+              f"python main.py -m LightGCN -d {args.dataset}")
+        return 1
+    out = args.out or store.root / "leaderboard.csv"
+    atomic_write_text(out, table.to_csv(index=False))
+    shown = table.drop(columns=["run_id"])
+    print(f"## {args.dataset}: best config per model by valid {config.valid_metric}; test metrics "
+          f"(cold = items with < {config.cold_threshold} train interactions)\n")
+    print(markdown_table(shown))
+    print(f"\nCSV: {out}")
+    return 0

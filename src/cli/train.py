@@ -1,0 +1,76 @@
+"""``python main.py [train] -m <Model>[,<Model>...] -d <dataset> [--set key=value ...]``"""
+from __future__ import annotations
+
+import logging
+
+from src.cli._common import add_model_dataset, models_of, overrides_of
+from src.common.config import resolve
+from src.common.dataset import load_dataset
+from src.common.results import ResultsStore, leaderboard, markdown_table
+from src.common.search import run_search
+
+HELP = "train model(s) on a dataset, running the YAML grid (default command)"
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser) -> None:
+    add_model_dataset(parser)
+    parser.add_argument("--force", action="store_true",
+                        help="re-run grid points that already have a finished result")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args) -> int:
+    overrides = overrides_of(args)
+    if args.no_progress:
+        overrides["show_progress"] = False
+    models = models_of(args)
+    spaces = [resolve(m, args.dataset, overrides) for m in models]  # validate all before training any
+    datasets: dict[str, object] = {}
+    summaries = []
+    for space in spaces:
+        first = space.first()
+        key = repr({k: first[k] for k in ("data_path", "inter_file", "feature_files", "n_items",
+                                         "cold_threshold", "user_field", "item_field", "split_field")})
+        if key not in datasets:
+            datasets[key] = load_dataset(first)
+        logger.info("%s on %s: %d run(s) (%s)", first.model, first.dataset, len(space),
+                    ", ".join(f"{k}: {len(v)}" for k, v in space.grid.items()) or "no grid")
+        summary = run_search(space, datasets[key], force=args.force)
+        summaries.append(summary)
+        print(report(summary, first))
+    if len(models) > 1:
+        first = spaces[0].first()
+        ds = next(iter(datasets.values()))
+        records = ResultsStore(first.results_dir, first.dataset).records(ds.fingerprint)
+        print(f"\n## {first.dataset}: best config per model (by valid {first.valid_metric}), test metrics\n")
+        print(markdown_table(leaderboard(records, models=models).drop(columns=["run_id"], errors="ignore")))
+    return 0 if all(s.finished or s.skipped for s in summaries) else 1
+
+
+def report(summary, config) -> str:
+    """The best config's valid and test metrics as a markdown table (rows = metrics)."""
+    if not summary.best:
+        return f"\n{config.model}: no run finished ({summary.failed} failed); see the run logs."
+    runs = summary.best
+    r0 = runs[0]
+    n = len(runs)
+    cols = [("valid", "valid", ""), ("test", "test", ""), ("test cold", "test", "cold/"),
+            ("test zero-shot", "test", "zero/")]
+    cols = [c for c in cols if not c[2] or any(k.startswith(c[2]) for k in r0[c[1]])]
+    metrics = [k for k in r0["test"] if "/" not in k and "@" in k]
+    lines = [f"\n## {r0['label']} on {r0['dataset']}: best of {len(summary.records)} run(s) by valid "
+             f"{config.valid_metric}" + (f" (mean of {n} seeds)" if n > 1 else ""),
+             f"config: {', '.join(f'{k}={v}' for k, v in r0['swept'].items()) or 'as in YAML'}; "
+             f"best epoch {r0['best_epoch']} of {r0['epochs_run']}; {r0['seconds_per_epoch']:.3f} s/epoch; "
+             f"{r0['n_parameters']} parameters; run {r0['run_id']}", "",
+             "| metric | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---|" * len(cols)]
+    for m in metrics:
+        cells = []
+        for _, split, prefix in cols:
+            vals = [r[split].get(prefix + m) for r in runs]
+            cells.append("-" if any(v is None for v in vals) else f"{sum(vals) / n:.4f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    users = [f"{c[0]}: {r0[c[1]].get(c[2] + 'n_users', '-')}" for c in cols]
+    lines.append(f"\nusers evaluated — {'; '.join(users)}")
+    return "\n".join(lines)

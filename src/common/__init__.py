@@ -1,0 +1,1 @@
+"""Shared machinery: config, data, graphs, losses, quantisers, trainer, evaluator, results."""

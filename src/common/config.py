@@ -1,0 +1,474 @@
+"""Layered, typed, validated configuration.
+
+Layers, later ones win:  ``overall.yaml`` < ``dataset/<name>.yaml`` < ``model/<Name>.yaml`` < ``--set``.
+
+Every key is declared once, as a field of a dataclass (the *schema*): the run-level keys in
+:class:`RunConfig`, the dataset keys in :class:`DatasetConfig`, each model's keys in its nested
+``Params`` dataclass, and any extra section (e.g. the item representation) through
+:func:`register_section`. The loader rejects unknown keys (with a suggestion), values of the wrong
+type and lists under keys that expect a scalar, naming the file and the key.
+
+Grid search keeps MMRec's convention: a list is a sweep only under a key named in
+``hyper_parameters``; the Cartesian product of those lists (and of ``seed`` when it is a list)
+gives the points of the search. Each point is a :class:`Config`: read-only, attribute access,
+and reading an undeclared key raises instead of returning ``None``.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Mapping
+
+import yaml
+
+from src.common.paths import CONFIG_DIR, ROOT
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the file and key that caused it in the message."""
+
+
+class UndeclaredKey(ConfigError, KeyError):
+    """Reading a key no section declares (a KeyError too, so ``Mapping.get`` works)."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+# ----------------------------------------------------------------------------- schema sections
+@dataclass
+class RunConfig:
+    """Keys shared by every run (``src/configs/overall.yaml``)."""
+
+    model: str = ""                      # model name, set by ``-m``
+    dataset: str = ""                    # dataset name, set by ``-d``
+    seed: int = 999                      # one seed fixes sampling, initialisation and results
+    device: str = "auto"                 # auto | cpu | cuda | cuda:N
+    threads: int = 0                     # torch threads; 0 = all cores
+    epochs: int = 1000
+    train_batch_size: int = 2048
+    eval_batch_size: int = 4096
+    learning_rate: float = 0.001
+    weight_decay: float = 0.0
+    embedding_size: int = 64
+    eval_step: int = 1                   # evaluate on valid every N epochs
+    stopping_step: int = 20              # stop after N evaluations without improvement
+    valid_metric: str = "recall@20"
+    metrics: list[str] = field(default_factory=lambda: ["recall", "ndcg", "precision", "map", "hit"])
+    topk: list[int] = field(default_factory=lambda: [10, 20, 50])
+    cold_threshold: int = 10             # items with fewer train interactions are cold
+    hyper_parameters: list[str] = field(default_factory=list)
+    results_dir: str = "saved"           # relative to the repository root
+    cache_dir: str = "cache"             # relative to the repository root
+    show_progress: bool = True
+    save_checkpoint: bool = True
+    label: str = ""                      # leaderboard row name; default: the model name
+
+    def __post_init__(self):
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        for name in ("epochs", "train_batch_size", "eval_batch_size", "eval_step", "embedding_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.stopping_step < 1:
+            raise ValueError(f"stopping_step must be >= 1, got {self.stopping_step}")
+        if not self.topk or min(self.topk) <= 0:
+            raise ValueError(f"topk must be a non-empty list of positive ints, got {self.topk}")
+        from src.common.metrics import parse_metric_name  # late: metrics imports nothing of ours
+        name, k = parse_metric_name(self.valid_metric)
+        if name not in [m.lower() for m in self.metrics] or k not in self.topk:
+            raise ValueError(f"valid_metric {self.valid_metric!r} must be one of metrics {self.metrics} "
+                             f"at one of topk {self.topk}")
+
+
+@dataclass
+class DatasetConfig:
+    """Keys of ``src/configs/dataset/<name>.yaml``: where the files are and what they hold."""
+
+    data_path: str = "data"              # folder holding <dataset>/ (relative to the repo root)
+    inter_file: str = ""                 # default: <dataset>.inter
+    user_field: str = "userID"
+    item_field: str = "itemID"
+    split_field: str = "x_label"         # 0 train, 1 valid, 2 test
+    # modality -> file name, e.g. {image: image_feat.npy, text: text_feat.npy}; files may be absent
+    feature_files: dict[str, str] = field(default_factory=dict)
+    feature_help: str = ""               # how to get missing feature files (shown in errors)
+    item_text_file: str = ""             # optional itemID -> text table, for inspecting codes
+    n_items: int = 0                     # catalogue size; 0 = max item id + 1
+
+
+Section = type  # a dataclass type
+_SECTIONS: dict[str, Section] = {"run": RunConfig, "dataset": DatasetConfig}
+
+
+def register_section(name: str):
+    """Class decorator: declare an extra group of keys shared by all models (e.g. the item
+    representation)."""
+    def decorate(schema: Section) -> Section:
+        _SECTIONS[name] = schema
+        return schema
+    return decorate
+
+
+# ----------------------------------------------------------------------------- type coercion
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Return ``value`` converted to the declared type ``tp`` or raise ConfigError naming ``where``.
+
+    YAML 1.1 reads ``1e-4`` as a string; strings that parse as the declared number are accepted.
+    """
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list of {_type_name(args[0])}, got {value!r}")
+        return [coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {coerce(k, args[0], where): coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected int, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected int, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected float, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected float, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected str, got {value!r}")
+    if tp is Any:
+        return value
+    raise ConfigError(f"{where}: unsupported declared type {tp!r}")
+
+
+def _is_list_type(tp) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return True
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return any(_is_list_type(a) for a in typing.get_args(tp))
+    return False
+
+
+# ----------------------------------------------------------------------------- schema
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: Any
+    default: Any
+    section: str
+
+
+class Schema:
+    """The union of the declared sections: every key a run may set, with its type and default."""
+
+    def __init__(self, sections: Mapping[str, Section]):
+        self.sections = dict(sections)
+        self.keys: dict[str, Key] = {}
+        for section, cls in self.sections.items():
+            hints = typing.get_type_hints(cls)
+            for f in dataclasses.fields(cls):
+                if f.default is not dataclasses.MISSING:
+                    default = f.default
+                elif f.default_factory is not dataclasses.MISSING:
+                    default = f.default_factory()
+                else:
+                    default = dataclasses.MISSING
+                key = Key(f.name, hints[f.name], default, section)
+                if f.name in self.keys and self.keys[f.name].section != section:
+                    other = self.keys[f.name]
+                    if _type_name(other.type) != _type_name(key.type):
+                        raise ConfigError(f"key {f.name!r} is declared as {_type_name(other.type)} in "
+                                          f"{other.section} and as {_type_name(key.type)} in {section}")
+                    continue  # a model re-declaring a shared key keeps the shared declaration
+                self.keys[f.name] = key
+
+    def check_known(self, name: str, where: str) -> Key:
+        if name in self.keys:
+            return self.keys[name]
+        close = difflib.get_close_matches(name, self.keys, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"{where}: unknown config key {name!r}.{hint} "
+                          f"Valid keys: {', '.join(sorted(self.keys))}")
+
+
+# ----------------------------------------------------------------------------- the resolved config
+class Config(Mapping):
+    """One fully resolved, typed, read-only configuration (one point of a search).
+
+    ``config.n_layers`` and ``config['n_layers']`` both work; an undeclared key raises.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]):
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self._values, n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise UndeclaredKey(f"config key {name!r} is not declared.{hint}") from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.__getattr__(name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Config is read-only; use config.replace(key=value)")
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+    def __repr__(self):
+        return f"Config({self._values!r})"
+
+    def replace(self, **changes) -> "Config":
+        values = dict(self._values)
+        for k, v in changes.items():
+            if k not in values:
+                raise ConfigError(f"config key {k!r} is not declared")
+            values[k] = v
+        return Config(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def identity(self) -> str:
+        """A hash of every value that changes what a run computes (not its bookkeeping)."""
+        ignored = {"show_progress", "results_dir", "cache_dir", "threads", "device", "label",
+                   "hyper_parameters", "save_checkpoint"}
+        payload = {k: v for k, v in sorted(self._values.items()) if k not in ignored}
+        return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    def as_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=True)
+
+
+# ----------------------------------------------------------------------------- loading
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read one YAML layer; malformed YAML or a non-mapping top level is a ConfigError."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: malformed YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value at the top level")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` from the command line; the value is read as YAML (``0.5``, ``[1,2]``, ``true``)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+    return key, value
+
+
+def dataset_yaml(name: str) -> Path | None:
+    path = CONFIG_DIR / "dataset" / f"{name}.yaml"
+    return path if path.exists() else None
+
+
+def known_datasets() -> list[str]:
+    names = {p.stem for p in (CONFIG_DIR / "dataset").glob("*.yaml")}
+    data = ROOT / "data"
+    if data.exists():
+        names |= {p.name for p in data.iterdir() if (p / f"{p.name}.inter").exists()}
+    return sorted(names)
+
+
+@dataclass
+class ConfigSpace:
+    """The resolved base values plus the swept keys: iterate it to get one Config per point."""
+
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+    schema: Schema
+    sources: dict[str, str]
+
+    def __len__(self) -> int:
+        n = len(self.seeds)
+        for values in self.grid.values():
+            n *= len(values)
+        return n
+
+    def __iter__(self) -> Iterator[Config]:
+        keys = list(self.grid)
+        for combo in itertools.product(*(self.grid[k] for k in keys)):
+            for seed in self.seeds:
+                values = dict(self.base, **dict(zip(keys, combo)), seed=seed)
+                yield self._validated(values)
+
+    def first(self) -> Config:
+        return next(iter(self))
+
+    def _validated(self, values: dict[str, Any]) -> Config:
+        """Run each section's ``__post_init__`` cross-key checks on this point."""
+        for name, cls in self.schema.sections.items():
+            kwargs = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
+            try:
+                cls(**kwargs)
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"invalid {name} settings: {e}") from None
+        return Config(values)
+
+
+def resolve(model: str | None, dataset: str, overrides: Mapping[str, Any] | None = None,
+            extra_layers: list[tuple[str, Mapping[str, Any]]] | None = None) -> ConfigSpace:
+    """Layer overall → dataset → model → overrides, validate every key and build the search space.
+
+    ``model`` and ``dataset`` are registry/dataset names (``model=None``: only the run and dataset
+    keys, e.g. for the leaderboard); ``overrides`` are command-line values. ``extra_layers``
+    (name, mapping) go between the model YAML and the overrides (e.g. an ablation switch).
+    """
+    from src.common.recommender import get_model_class  # the model declares its own keys
+
+    model_cls = get_model_class(model) if model else None
+    sections = dict(_SECTIONS)
+    if model_cls is not None:
+        sections[f"model {model_cls.__name__}"] = model_cls.Params
+    schema = Schema(sections)
+
+    layers: list[tuple[str, dict[str, Any]]] = [(_rel(CONFIG_DIR / "overall.yaml"), load_yaml(CONFIG_DIR / "overall.yaml"))]
+    ds_path = dataset_yaml(dataset)
+    if ds_path is not None:
+        layers.append((_rel(ds_path), load_yaml(ds_path)))
+    elif dataset not in known_datasets():
+        raise ConfigError(f"unknown dataset {dataset!r}: no src/configs/dataset/{dataset}.yaml and no "
+                          f"data/{dataset}/{dataset}.inter. Known datasets: {', '.join(known_datasets())}")
+    model_yaml = CONFIG_DIR / "model" / f"{model_cls.__name__}.yaml" if model_cls else None
+    if model_yaml is not None and model_yaml.exists():
+        layers.append((_rel(model_yaml), load_yaml(model_yaml)))
+    layers.extend((name, dict(values)) for name, values in (extra_layers or []))
+    layers.append(("--set", dict(overrides or {})))
+
+    merged: dict[str, Any] = {k.name: k.default for k in schema.keys.values()}
+    sources: dict[str, str] = {k: "default" for k in merged}
+    for where, values in layers:
+        for key, value in values.items():
+            schema.check_known(key, where)
+            merged[key] = value
+            sources[key] = where
+    merged["model"], merged["dataset"] = (model_cls.__name__ if model_cls else ""), dataset
+    missing = [k for k, v in merged.items() if v is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"required config keys not set: {', '.join(missing)}")
+
+    # hyper_parameters first: it decides which lists are sweeps
+    hp = coerce(merged["hyper_parameters"], list[str], f"{sources['hyper_parameters']}: hyper_parameters")
+    for key in hp:
+        schema.check_known(key, f"{sources['hyper_parameters']}: hyper_parameters")
+    merged["hyper_parameters"] = hp
+
+    base, grid = {}, {}
+    for key, value in merged.items():
+        spec = schema.keys[key]
+        where = f"{sources[key]}: {key}"
+        if key == "seed":
+            seeds = value if isinstance(value, list) else [value]
+            seeds = [coerce(s, int, where) for s in seeds]
+            if not seeds:
+                raise ConfigError(f"{where}: empty seed list")
+            continue
+        if key in hp:
+            # a swept key holds a list of candidate values (a scalar pins it to one)
+            is_list_of_candidates = isinstance(value, list) and (
+                not _is_list_type(spec.type) or (value and isinstance(value[0], list)))
+            candidates = value if is_list_of_candidates else [value]
+            if not candidates:
+                raise ConfigError(f"{where}: empty list of values to search")
+            grid[key] = [coerce(v, spec.type, where) for v in candidates]
+            continue
+        if isinstance(value, list) and not _is_list_type(spec.type):
+            raise ConfigError(f"{where}: got a list {value!r} but {key} expects one "
+                              f"{_type_name(spec.type)}; to search over it, add {key!r} to hyper_parameters")
+        base[key] = coerce(value, spec.type, where)
+    base["valid_metric"] = base["valid_metric"].lower()
+    base["metrics"] = [m.lower() for m in base["metrics"]]
+    space = ConfigSpace(base=base, grid=grid, seeds=seeds, schema=schema, sources=sources)
+    for _ in space:  # run the cross-key checks on every point now, not halfway through a grid
+        pass
+    return space
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).relative_to(ROOT))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,326 @@
+"""Reading and validating a dataset in MMRec's layout.
+
+``data/<name>/<name>.inter`` is tab-separated with a header: ``userID``, ``itemID`` (0-based ints)
+and ``x_label`` (0 train, 1 valid, 2 test); other columns are allowed and ignored. Each modality's
+features are a ``.npy`` of float rows in itemID order, named in the dataset YAML
+(``feature_files: {image: image_feat.npy, text: text_feat.npy}``); a dataset may have both, one
+or none. Every problem is reported as a :class:`DataError` naming the file, line or key.
+
+A :class:`Dataset` hands models tensors only (splits, the sparse train matrix, item degrees,
+features); models never see paths.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from src.common.paths import from_root
+
+logger = logging.getLogger(__name__)
+
+SPLITS = {0: "train", 1: "valid", 2: "test"}
+
+
+class DataError(ValueError):
+    """Bad input data, with the file and line (or key) in the message."""
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Parallel arrays of (user, item) pairs of one split, int64."""
+
+    users: np.ndarray
+    items: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def matrix(self, n_users: int, n_items: int) -> sp.csr_matrix:
+        """Binary CSR user x item matrix of these pairs."""
+        data = np.ones(len(self.users), dtype=np.float32)
+        return sp.csr_matrix((data, (self.users, self.items)), shape=(n_users, n_items))
+
+
+class Dataset:
+    """Validated interactions, splits and item features of one dataset.
+
+    Build it with :func:`load_dataset` (files) or :meth:`from_frame` (in-memory, for tests).
+    """
+
+    def __init__(self, name: str, n_users: int, n_items: int, splits: Mapping[str, Interactions],
+                 features: Mapping[str, torch.Tensor], cold_threshold: int = 10,
+                 missing_features: Mapping[str, str] | None = None, item_text_path: Path | None = None,
+                 source_files: list[Path] | None = None, feature_help: str = ""):
+        self.name = name
+        self.n_users, self.n_items = n_users, n_items
+        self.train, self.valid, self.test = splits["train"], splits["valid"], splits["test"]
+        self.features = dict(features)
+        self.missing_features = dict(missing_features or {})
+        self.cold_threshold = cold_threshold
+        self.item_text_path = item_text_path
+        self.source_files = list(source_files or [])
+        self.feature_help = feature_help
+        self.train_matrix = self.train.matrix(n_users, n_items)
+        self.item_degree = np.asarray(self.train_matrix.sum(0)).ravel().astype(np.int64)
+        self.user_degree = np.asarray(self.train_matrix.sum(1)).ravel().astype(np.int64)
+        self._cache: dict[str, Any] = {}
+        self._fingerprint: str | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_frame(cls, name: str, inter: pd.DataFrame, features: Mapping[str, np.ndarray] | None = None,
+                   cold_threshold: int = 10, n_items: int = 0, source: str = "<memory>",
+                   user_field: str = "userID", item_field: str = "itemID", split_field: str = "x_label",
+                   feature_sources: Mapping[str, str] | None = None, **kwargs) -> "Dataset":
+        """Validate an interaction table (and optional feature arrays) and build the dataset."""
+        users, items, labels = _validated_columns(inter, source, user_field, item_field, split_field)
+        n_users = int(users.max()) + 1
+        max_item = int(items.max()) + 1
+        if n_items and n_items < max_item:
+            raise DataError(f"{source}: item id {max_item - 1} is out of range for n_items={n_items}")
+        n_items = n_items or max_item
+        users, items, labels = _drop_duplicates(users, items, labels, source)
+        splits = {}
+        for label, split in SPLITS.items():
+            mask = labels == label
+            if not mask.any():
+                raise DataError(f"{source}: the {split} split ({split_field}={label}) has no interactions")
+            splits[split] = Interactions(users[mask], items[mask])
+        names = feature_sources or {}
+        checked = {m: _validated_features(f, m, n_items, names.get(m, f"{m} features"))
+                   for m, f in (features or {}).items()}
+        return cls(name, n_users, n_items, splits, checked, cold_threshold=cold_threshold, **kwargs)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def modalities(self) -> list[str]:
+        """Modalities with features, in a fixed order (image before text)."""
+        order = {"image": 0, "text": 1}
+        return sorted(self.features, key=lambda m: (order.get(m, 2), m))
+
+    def require_features(self, model: str, modalities: list[str] | None = None) -> list[str]:
+        """The modalities a multimodal ``model`` can use; raise a clear error when there are none.
+
+        ``modalities`` lists the ones the model needs all of (default: at least one of any).
+        """
+        if modalities is None:
+            if self.features:
+                return self.modalities
+            wanted = list(self.missing_features) or ["image", "text"]
+        else:
+            wanted = [m for m in modalities if m not in self.features]
+            if not wanted:
+                return list(modalities)
+        msg = [f"{model} needs item features ({' and/or '.join(wanted)}) but dataset {self.name!r} has "
+               f"{'only ' + ', '.join(self.modalities) if self.features else 'none'}."]
+        missing = [self.missing_features[m] for m in wanted if m in self.missing_features]
+        if missing:
+            msg.append(f"Missing file(s): {', '.join(str(p) for p in missing)}.")
+        if self.feature_help:
+            msg.append(self.feature_help.strip())
+        raise DataError(" ".join(msg))
+
+    @property
+    def cold_items(self) -> np.ndarray:
+        """Bool mask (n_items,): fewer than ``cold_threshold`` train interactions."""
+        return self.item_degree < self.cold_threshold
+
+    @property
+    def zero_items(self) -> np.ndarray:
+        """Bool mask (n_items,): no train interaction at all (zero-shot items)."""
+        return self.item_degree == 0
+
+    def split(self, name: str) -> Interactions:
+        return {"train": self.train, "valid": self.valid, "test": self.test}[name]
+
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """Compute something derived from the data once per dataset (e.g. the normalised adjacency)."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash of the files the dataset was read from (or of the arrays, in memory)."""
+        if self._fingerprint is None:
+            if self.source_files:
+                self._fingerprint = fingerprint_files(self.source_files)
+            else:
+                h = hashlib.sha1()
+                for part in (self.train, self.valid, self.test):
+                    h.update(part.users.tobytes())
+                    h.update(part.items.tobytes())
+                for m in self.modalities:
+                    h.update(m.encode())
+                    h.update(self.features[m].numpy().tobytes())
+                self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def stats(self) -> dict[str, Any]:
+        n_inter = len(self.train) + len(self.valid) + len(self.test)
+        cold_test = self.cold_items[self.test.items].mean()
+        return {"users": self.n_users, "items": self.n_items, "interactions": n_inter,
+                "train": len(self.train), "valid": len(self.valid), "test": len(self.test),
+                "density": n_inter / (self.n_users * self.n_items),
+                "modalities": ",".join(f"{m}:{self.features[m].shape[1]}" for m in self.modalities) or "none",
+                "cold_test_share": float(cold_test), "zero_items": int(self.zero_items.sum())}
+
+    def __repr__(self) -> str:
+        s = self.stats()
+        return (f"Dataset({self.name}: {s['users']} users, {s['items']} items, {s['interactions']} "
+                f"interactions, features {s['modalities']})")
+
+
+# ------------------------------------------------------------------------- file loading
+@dataclass(frozen=True)
+class DatasetFiles:
+    """Where a dataset's files are: the interactions, present and missing feature files."""
+
+    folder: Path
+    inter: Path
+    features: dict[str, Path]
+    missing: dict[str, Path]
+
+    @property
+    def sources(self) -> list[Path]:
+        return [self.inter, *self.features.values()]
+
+
+def dataset_files(config) -> DatasetFiles:
+    """Locate ``data_path/<dataset>/`` files as the config names them (without reading them)."""
+    name = config.dataset
+    folder = from_root(config.data_path) / name
+    inter_path = folder / (config.inter_file or f"{name}.inter")
+    if not inter_path.exists():
+        raise DataError(f"interaction file not found: {inter_path} (dataset {name!r}; set inter_file "
+                        f"in src/configs/dataset/{name}.yaml)")
+    names = dict(config.feature_files)
+    if not names:  # no declaration: pick up MMRec's usual names when present
+        names = {m: f"{m}_feat.npy" for m in ("image", "text") if (folder / f"{m}_feat.npy").exists()}
+    present = {m: folder / f for m, f in names.items() if (folder / f).exists()}
+    missing = {m: folder / f for m, f in names.items() if not (folder / f).exists()}
+    return DatasetFiles(folder, inter_path, present, missing)
+
+
+def fingerprint_files(paths: list[Path]) -> str:
+    """SHA-1 over the names and contents of ``paths`` (read in 4 MiB chunks)."""
+    h = hashlib.sha1()
+    for path in paths:
+        h.update(Path(path).name.encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def load_dataset(config) -> Dataset:
+    """Read ``data_path/<dataset>/`` as the config describes and validate it."""
+    files = dataset_files(config)
+    inter = _read_inter(files.inter, [config.user_field, config.item_field, config.split_field])
+    features = {}
+    for modality, path in files.features.items():
+        try:
+            features[modality] = np.load(path, mmap_mode="r")
+        except (ValueError, OSError) as e:
+            raise DataError(f"{path}: cannot read as a .npy array ({e})") from None
+    if files.missing:
+        logger.info("dataset %s: feature file(s) not found, ID-only models still run: %s",
+                    config.dataset, ", ".join(str(p) for p in files.missing.values()))
+    item_text = files.folder / config.item_text_file if config.item_text_file else None
+    ds = Dataset.from_frame(config.dataset, inter, features, cold_threshold=config.cold_threshold,
+                            n_items=config.n_items, source=str(files.inter), user_field=config.user_field,
+                            item_field=config.item_field, split_field=config.split_field,
+                            feature_sources={m: str(p) for m, p in files.features.items()},
+                            missing_features={m: str(p) for m, p in files.missing.items()},
+                            item_text_path=item_text, source_files=files.sources,
+                            feature_help=config.feature_help)
+    logger.info("%r", ds)
+    return ds
+
+
+def _read_inter(path: Path, required: list[str]) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path}: not a tab-separated table with a header ({e})") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; the header has {list(df.columns)} "
+                        f"(columns are tab-separated)")
+    if df.empty:
+        raise DataError(f"{path}: no interactions below the header")
+    return df
+
+
+def _validated_columns(df: pd.DataFrame, source: str, user_field: str, item_field: str,
+                       split_field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three required columns as int64 arrays; bad values are reported with their line."""
+    missing = [c for c in (user_field, item_field, split_field) if c not in df.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing}; have {list(df.columns)}")
+    if len(df) == 0:
+        raise DataError(f"{source}: no interactions")
+    out = []
+    for col in (user_field, item_field, split_field):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() | (values != values.round())
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{source}, line {row + 2}: column {col!r} must be a non-negative integer, "
+                            f"got {df[col].iloc[row]!r}")
+        values = values.to_numpy().astype(np.int64)
+        if (values < 0).any():
+            row = int(np.flatnonzero(values < 0)[0])
+            raise DataError(f"{source}, line {row + 2}: column {col!r} must be a non-negative integer, "
+                            f"got {values[row]}")
+        out.append(values)
+    labels = out[2]
+    bad = ~np.isin(labels, list(SPLITS))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{source}, line {row + 2}: {split_field} must be 0 (train), 1 (valid) or 2 (test), "
+                        f"got {labels[row]}")
+    return out[0], out[1], labels
+
+
+def _drop_duplicates(users, items, labels, source):
+    """Keep one copy of each (user, item) pair: the one in the earliest split (train first)."""
+    order = np.lexsort((labels, items, users))
+    u, i = users[order], items[order]
+    dup = np.zeros(len(u), dtype=bool)
+    dup[1:] = (u[1:] == u[:-1]) & (i[1:] == i[:-1])
+    if dup.any():
+        logger.warning("%s: dropped %d duplicate (user, item) pairs (kept the earliest split's copy), "
+                       "e.g. user %d item %d", source, int(dup.sum()), u[dup][0], i[dup][0])
+        keep = np.sort(order[~dup])
+        return users[keep], items[keep], labels[keep]
+    return users, items, labels
+
+
+def _validated_features(features, modality: str, n_items: int, source_name: str) -> torch.Tensor:
+    arr = np.asarray(features)
+    if arr.ndim != 2:
+        raise DataError(f"{source_name}: {modality} features must be a 2-D array (items x dims), "
+                        f"got shape {arr.shape}")
+    if arr.shape[0] != n_items:
+        raise DataError(f"{source_name}: has {arr.shape[0]} rows but the dataset has {n_items} items "
+                        f"(row i must hold the features of itemID i)")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"{source_name}: features must be numeric, got dtype {arr.dtype}")
+    arr = np.array(arr, dtype=np.float32, order="C")  # a writable in-memory copy (files are mmapped)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite.all(1))[0])
+        raise DataError(f"{source_name}: row {row} (itemID {row}) holds NaN or inf; "
+                        f"{int((~finite.all(1)).sum())} rows are affected")
+    return torch.from_numpy(arr)

@@ -1,0 +1,130 @@
+"""Full-ranking evaluation over all items, with item *views* for cold-start reporting.
+
+For the valid split the user's train items are masked; for the test split train + valid items are
+masked. Users are scored in batches; masking is sparse index assignment, top-k is ``torch.topk``
+and hits are gathered from a dense relevance block of the batch — no Python loop over users.
+
+Views restrict the relevant items (not the ranking) to a subset of items: ``cold`` = test
+interactions whose item had fewer than ``cold_threshold`` train interactions, ``zero`` = items with
+none (present only when such test items exist); extra views (e.g. degree buckets) can be passed in.
+A user counts in a view's average only if they have a relevant item in it.
+
+The evaluator never knows which model it scores: it takes a function ``users -> scores``.
+Returned metrics are a flat dict: ``recall@20``, ``ndcg@10``, ``cold/recall@20``, ...
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from src.common.metrics import METRICS
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def degree_buckets(item_degree: np.ndarray, edges: tuple[int, ...] = (1, 5, 10, 20)) -> dict[str, np.ndarray]:
+    """Item masks by train degree: with the default edges ``deg=0``, ``deg1-4``, ``deg5-9``,
+    ``deg10-19``, ``deg20+``."""
+    bounds = [0, *edges]
+    views = {}
+    for lo, hi in zip(bounds, [*edges, None]):
+        if hi is None:
+            name = f"deg{lo}+"
+            views[name] = item_degree >= lo
+        else:
+            name = "deg0" if (lo, hi) == (0, 1) else f"deg{lo}-{hi - 1}"
+            views[name] = (item_degree >= lo) & (item_degree < hi)
+    return views
+
+
+class Evaluator:
+    """Scores a split of a dataset: ``evaluate(score_fn, 'valid' | 'test') -> {metric: value}``."""
+
+    def __init__(self, dataset, metrics: list[str], topk: list[int], batch_size: int = 4096,
+                 device: torch.device | str = "cpu", views: Mapping[str, np.ndarray] | None = None):
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+        self.metrics, self.topk = list(metrics), sorted(set(topk))
+        self.batch_size, self.device = batch_size, torch.device(device)
+        self.n_items = dataset.n_items
+        if views is None:
+            views = {"cold": dataset.cold_items}
+            if dataset.zero_items[dataset.test.items].any() or dataset.zero_items[dataset.valid.items].any():
+                views["zero"] = dataset.zero_items
+        self.views = {name: torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device)
+                      for name, mask in views.items()}
+        n_u, n_i = dataset.n_users, dataset.n_items
+        train = dataset.train.matrix(n_u, n_i)
+        valid = dataset.valid.matrix(n_u, n_i)
+        test = dataset.test.matrix(n_u, n_i)
+        self.targets = {"valid": valid, "test": test}
+        self.masks = {"valid": train, "test": (train + valid).tocsr()}
+
+    def evaluate(self, score_fn: ScoreFn, split: str = "test", return_per_user: bool = False):
+        """Average every metric over the split's users (and over each view's users).
+
+        ``score_fn(users)`` must return (len(users), n_items) scores for a LongTensor of users.
+        With ``return_per_user`` also returns ``{metric: (n_users_in_split,) array}`` for 'all'.
+        """
+        target, mask = self.targets[split], self.masks[split]
+        users = np.flatnonzero(np.diff(target.indptr) > 0)
+        max_k = min(max(self.topk), self.n_items)
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        per_user: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(users), self.batch_size):
+            batch = users[start:start + self.batch_size]
+            scores = score_fn(torch.from_numpy(batch).to(self.device)).detach().to(self.device, torch.float32)
+            if scores.shape != (len(batch), self.n_items):
+                raise ValueError(f"score function returned shape {tuple(scores.shape)}, "
+                                 f"expected ({len(batch)}, {self.n_items})")
+            scores = scores.clone()
+            rows, cols = _block_indices(mask, batch, self.device)
+            scores[rows, cols] = -torch.inf
+            top = torch.topk(scores, max_k, dim=1).indices                      # (B, K)
+            relevant = torch.zeros(len(batch), self.n_items, dtype=torch.bool, device=self.device)
+            rows, cols = _block_indices(target, batch, self.device)
+            relevant[rows, cols] = True
+            for view, item_mask in [("", None), *self.views.items()]:
+                rel = relevant if item_mask is None else relevant & item_mask
+                n_rel = rel.sum(1)
+                keep = n_rel > 0
+                if not keep.any():
+                    continue
+                hits = rel.gather(1, top)[keep].float()
+                n_rel = n_rel[keep].float()
+                prefix = f"{view}/" if view else ""
+                counts[prefix] = counts.get(prefix, 0) + int(keep.sum())
+                for name in self.metrics:
+                    for k in self.topk:
+                        values = METRICS[name](hits, n_rel, min(k, max_k))
+                        key = f"{prefix}{name}@{k}"
+                        sums[key] = sums.get(key, 0.0) + float(values.sum())
+                        if return_per_user and not view:
+                            per_user.setdefault(key, []).append(values.cpu().numpy())
+        result = {}
+        for key, total in sums.items():
+            prefix = key.split("/")[0] + "/" if "/" in key else ""
+            result[key] = total / counts[prefix]
+        for prefix, n in counts.items():
+            result[f"{prefix}n_users"] = n
+        if return_per_user:
+            return result, {k: np.concatenate(v) for k, v in per_user.items()}
+        return result
+
+
+def _block_indices(m: sp.csr_matrix, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row-in-batch, column) indices of the nonzeros of ``m[rows]``, as tensors."""
+    block = m[rows]
+    r = np.repeat(np.arange(len(rows)), np.diff(block.indptr))
+    return torch.from_numpy(r).to(device), torch.from_numpy(block.indices.astype(np.int64)).to(device)
+
+
+def popularity_scores(dataset) -> ScoreFn:
+    """Most-popular baseline: every user gets the items ranked by train interaction count."""
+    pop = torch.as_tensor(dataset.item_degree, dtype=torch.float32)
+    return lambda users: pop.to(users.device).expand(len(users), -1)

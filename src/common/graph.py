@@ -1,0 +1,164 @@
+"""Graph primitives shared by every model: one function per thing computed.
+
+- :func:`sym_norm_bipartite`   D^-1/2 A D^-1/2 of the user–item graph, (U+I) x (U+I) sparse CSR
+- :func:`sym_norm`             D^-1/2 A D^-1/2 of any square sparse matrix
+- :func:`spmm` / :func:`spmm_sym`   A @ X with a backward that reuses a precomputed A^T (or A)
+- :func:`lightgcn`             LightGCN propagation: mean of the layer outputs (He et al. 2020, Eq. 8)
+- :func:`knn_graph`            top-k cosine kNN item–item graph from features, built in row batches
+- :func:`to_torch_csr` / :func:`to_scipy`   conversions
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+
+# ----------------------------------------------------------------------------- conversions
+def to_torch_csr(m: sp.spmatrix, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A scipy sparse matrix as a float32 torch sparse CSR tensor (fastest spmm on CPU)."""
+    m = sp.csr_matrix(m, dtype=np.float32)
+    m.sort_indices()
+    return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
+                                   torch.from_numpy(m.indices.astype(np.int64)),
+                                   torch.from_numpy(m.data), size=m.shape, device=device,
+                                   check_invariants=False)
+
+
+def to_scipy(t: torch.Tensor) -> sp.csr_matrix:
+    """A torch sparse (COO or CSR) tensor as a scipy CSR matrix, on the CPU."""
+    t = t.detach().cpu()
+    if t.layout == torch.sparse_coo:
+        t = t.coalesce()
+        idx = t.indices().numpy()
+        return sp.csr_matrix((t.values().numpy(), (idx[0], idx[1])), shape=tuple(t.shape))
+    return sp.csr_matrix((t.values().numpy(), t.col_indices().numpy(), t.crow_indices().numpy()),
+                         shape=tuple(t.shape))
+
+
+# ----------------------------------------------------------------------------- normalisation
+def sym_norm(a: sp.spmatrix) -> sp.csr_matrix:
+    """D^-1/2 A D^-1/2 with D the row sums of A; rows/cols with zero degree stay zero."""
+    a = sp.csr_matrix(a, dtype=np.float32)
+    deg = np.asarray(a.sum(1)).ravel()
+    inv_sqrt = np.zeros_like(deg)
+    np.power(deg, -0.5, out=inv_sqrt, where=deg > 0)
+    d = sp.diags(inv_sqrt)
+    return sp.csr_matrix(d @ a @ d, dtype=np.float32)
+
+
+def bipartite(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
+              weights: np.ndarray | None = None) -> sp.csr_matrix:
+    """The symmetric (U+I) x (U+I) adjacency [[0, R], [R^T, 0]] of user–item pairs."""
+    w = np.ones(len(users), dtype=np.float32) if weights is None else np.asarray(weights, np.float32)
+    rows = np.concatenate([users, items + n_users])
+    cols = np.concatenate([items + n_users, users])
+    n = n_users + n_items
+    return sp.csr_matrix((np.concatenate([w, w]), (rows, cols)), shape=(n, n))
+
+
+def sym_norm_bipartite(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
+                       weights: np.ndarray | None = None) -> sp.csr_matrix:
+    """D^-1/2 A D^-1/2 of the user–item graph (LightGCN's Eq. 7 matrix); users first, then items."""
+    return sym_norm(bipartite(users, items, n_users, n_items, weights))
+
+
+# ----------------------------------------------------------------------------- propagation
+class _SpMM(torch.autograd.Function):
+    """Y = A X with a precomputed A^T for the backward (dL/dX = A^T dL/dY). Letting autograd
+    transpose a sparse CSR matrix on every step is what makes torch.sparse.mm slow on the CPU
+    (~10x here); a symmetric A is its own transpose."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.a_t = a_t
+        return torch.sparse.mm(a, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, None, torch.sparse.mm(ctx.a_t, grad.contiguous())
+
+
+def spmm(a: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor | None = None) -> torch.Tensor:
+    """A @ X for a sparse A, differentiable in X. Pass ``a_t`` (A^T, precomputed once) to make the
+    backward fast; without it autograd transposes A at every step."""
+    if not x.requires_grad:
+        return torch.sparse.mm(a, x)
+    if a_t is None:
+        return torch.sparse.mm(a, x)
+    return _SpMM.apply(a, a_t, x)
+
+
+def spmm_sym(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A @ X for a *symmetric* sparse A (e.g. D^-1/2 A D^-1/2 of an undirected graph)."""
+    return spmm(a, x, a)
+
+
+def lightgcn(adj_sym: torch.Tensor, user_emb: torch.Tensor, item_emb: torch.Tensor,
+             n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """LightGCN: E^(l+1) = Â E^(l), output = mean_{l=0..L} E^(l) (He et al. 2020, Eq. 7-8).
+
+    adj_sym: (U+I, U+I) symmetric normalised adjacency; user_emb (U, d); item_emb (I, d).
+    Returns the (U, d) user and (I, d) item outputs.
+    """
+    x = torch.cat([user_emb, item_emb], 0)
+    total = x
+    for _ in range(n_layers):
+        x = spmm_sym(adj_sym, x)
+        total = total + x
+    out = total / (n_layers + 1)
+    return out[: user_emb.shape[0]], out[user_emb.shape[0]:]
+
+
+def propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int, mean: bool = True,
+              adj_t: torch.Tensor | None = None) -> torch.Tensor:
+    """n_layers rounds of x <- A x on a square graph (e.g. an item–item kNN graph).
+
+    Returns the mean of all layers including x itself (``mean=True``) or the last layer.
+    ``adj_t`` (A^T, or A itself when symmetric) speeds up the backward.
+    """
+    total = x
+    for _ in range(n_layers):
+        x = spmm(adj, x, adj_t)
+        total = total + x
+    return total / (n_layers + 1) if mean else x
+
+
+# ----------------------------------------------------------------------------- kNN item graphs
+def cosine_topk(features: torch.Tensor, k: int, batch_size: int = 1024,
+                exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k cosine neighbours of every row, computed ``batch_size`` rows at a time.
+
+    Memory is bounded by batch_size x n (never n x n). Returns (values, indices), both (n, k).
+    """
+    x = torch.nn.functional.normalize(features.float(), dim=1)
+    n = x.shape[0]
+    k = min(k, n - 1 if exclude_self else n)
+    values, indices = [], []
+    for start in range(0, n, batch_size):
+        sim = x[start:start + batch_size] @ x.T
+        if exclude_self:
+            rows = torch.arange(sim.shape[0], device=sim.device)
+            sim[rows, rows + start] = -float("inf")
+        v, i = torch.topk(sim, k, dim=1)
+        values.append(v)
+        indices.append(i)
+    return torch.cat(values), torch.cat(indices)
+
+
+def knn_graph(features: torch.Tensor, k: int, batch_size: int = 1024,
+              weighted: bool = False) -> sp.csr_matrix:
+    """The kNN item–item graph (n x n, k entries per row) of cosine similarity between features.
+
+    As in LATTICE/FREEDOM, each item's top-k neighbours (itself included, as the most similar)
+    get weight 1 (or the similarity when ``weighted``). Normalise it with :func:`sym_norm`.
+    """
+    values, indices = cosine_topk(features, k, batch_size)
+    n = features.shape[0]
+    rows = np.repeat(np.arange(n), indices.shape[1])
+    data = values.cpu().numpy().ravel() if weighted else np.ones(rows.size, np.float32)
+    return sp.csr_matrix((data.astype(np.float32), (rows, indices.cpu().numpy().ravel())), shape=(n, n))

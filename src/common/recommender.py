@@ -1,0 +1,149 @@
+"""The recommender base class and the model registry.
+
+A model is one file in ``src/models/`` with a class decorated by :func:`register`; it declares its
+config keys in a nested ``Params`` dataclass and gets its values from ``src/configs/model/<Name>.yaml``.
+It receives ``(config, dataset)``, reads tensors from the dataset (never paths), and implements:
+
+- ``calculate_loss(batch) -> dict[str, Tensor]``  named loss terms, summed by the trainer;
+- ``full_sort_predict(users) -> (len(users), n_items)`` scores — by default from ``forward()``,
+  which returns the (n_users, d) user and (n_items, d) item representations, cached in eval mode.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import pkgutil
+from typing import Any
+
+import torch
+from torch import nn
+
+from src.common import graph
+from src.common.config import ConfigError
+from src.common.item_repr import build_item_representation
+
+MODELS: dict[str, type["GeneralRecommender"]] = {}
+
+
+class UnknownModel(ConfigError, KeyError):
+    def __str__(self):
+        return str(self.args[0])
+
+
+def register(cls: type["GeneralRecommender"]) -> type["GeneralRecommender"]:
+    """Class decorator: make a model available by name (``-m <Name>``)."""
+    if not dataclasses.is_dataclass(cls.Params):
+        raise TypeError(f"{cls.__name__}.Params must be a dataclass")
+    MODELS[cls.__name__] = cls
+    return cls
+
+
+def _discover() -> None:
+    import src.models as pkg
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"src.models.{info.name}")
+
+
+def model_names() -> list[str]:
+    _discover()
+    return sorted(MODELS)
+
+
+def get_model_class(name: str) -> type["GeneralRecommender"]:
+    """The registered model called ``name`` (case-insensitive)."""
+    _discover()
+    by_lower = {n.lower(): cls for n, cls in MODELS.items()}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()]
+    close = difflib.get_close_matches(name, MODELS, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownModel(f"unknown model {name!r}.{hint} Registered models: {', '.join(sorted(MODELS))}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device: auto or cpu")
+    return torch.device(name)
+
+
+class GeneralRecommender(nn.Module):
+    """Base of every model: sizes, device, shared graph/feature access, cached full ranking."""
+
+    @dataclasses.dataclass
+    class Params:
+        """The model's own config keys (override in the model)."""
+
+    #: modalities the model needs all of; None = any one is enough; () = an ID-only model
+    required_modalities: tuple[str, ...] | None = ()
+
+    def __init__(self, config, dataset):
+        super().__init__()
+        self.config = config
+        self.n_users, self.n_items = dataset.n_users, dataset.n_items
+        self.device = resolve_device(config.device)
+        self.embedding_size = config.embedding_size
+        self.modalities: list[str] = []
+        if self.required_modalities != ():
+            needed = None if self.required_modalities is None else list(self.required_modalities)
+            self.modalities = dataset.require_features(type(self).__name__, needed)
+        self._cached_output: Any = None
+
+    # ------------------------------------------------------------------ shared inputs
+    def user_item_adjacency(self, dataset) -> torch.Tensor:
+        """The train graph's D^-1/2 A D^-1/2, (U+I) x (U+I) sparse CSR on the model's device.
+        Built once per dataset and shared by every model trained on it."""
+        adj = dataset.cached("adj_sym", lambda: graph.to_torch_csr(graph.sym_norm_bipartite(
+            dataset.train.users, dataset.train.items, dataset.n_users, dataset.n_items)))
+        return adj.to(self.device)
+
+    def item_features(self, dataset) -> dict[str, torch.Tensor]:
+        """The features of the modalities this model uses, (n_items, d_m) each, on its device."""
+        return {m: dataset.features[m].to(self.device) for m in self.modalities}
+
+    def item_representation(self, dataset, dim: int) -> nn.Module:
+        """The module giving item vectors (ID table, or MOTOR tokens by config): call it as
+        ``rep()`` for all items (n_items, dim) or ``rep(items)`` for some."""
+        return build_item_representation(self.config, dataset, dim)
+
+    # ------------------------------------------------------------------ model API
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All user (n_users, d) and item (n_items, d) representations."""
+        raise NotImplementedError
+
+    def calculate_loss(self, batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def pre_epoch(self, epoch: int) -> None:
+        """Hook run before each training epoch (e.g. to resample a pruned graph)."""
+
+    def epoch_report(self) -> str:
+        """Extra text for the epoch's log line (e.g. codebook usage); empty by default."""
+        return ""
+
+    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores (len(users), n_items): dot products of the cached ``forward()`` output."""
+        user_all, item_all = self.cached_forward()
+        return user_all[users] @ item_all.T
+
+    def cached_forward(self) -> Any:
+        """``forward()`` computed once per evaluation (and recomputed whenever training resumes)."""
+        if self.training:
+            return self.forward()
+        if self._cached_output is None:
+            with torch.no_grad():
+                self._cached_output = self.forward()
+        return self._cached_output
+
+    def train(self, mode: bool = True):
+        self._cached_output = None
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._cached_output = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

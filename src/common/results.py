@@ -1,0 +1,205 @@
+"""The results store and the leaderboard.
+
+Layout, one folder per finished (or failed) run, under ``<results_dir>/<dataset>/``::
+
+    <Model>/<run_id>/config.yaml   the fully resolved config
+                     result.json   the record (written last, atomically: its presence = finished)
+                     model.pt      the best checkpoint
+                     run.log       the run's log
+
+``run_id`` is a hash of the config and the dataset's content, so the same command finds the runs
+it already finished and skips them (resume), and a changed dataset never reuses stale results.
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import logging
+import platform
+import socket
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from src.common.paths import from_root
+from src.common.storage import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+LEADERBOARD_METRICS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
+
+
+def run_id_for(config, fingerprint: str) -> str:
+    """Deterministic id of (config, dataset content): ``<Model>-<12 hex>``."""
+    digest = hashlib.sha1(f"{config.identity()}:{fingerprint}".encode()).hexdigest()[:12]
+    return f"{config.model}-{digest}"
+
+
+class ResultsStore:
+    """All runs of one dataset, on disk. Only the driver process writes records."""
+
+    def __init__(self, results_dir: str | Path, dataset: str):
+        self.root = from_root(results_dir) / dataset
+        self.dataset = dataset
+
+    def run_dir(self, config, fingerprint: str) -> Path:
+        return self.root / config.model / run_id_for(config, fingerprint)
+
+    def record_path(self, run_dir: Path) -> Path:
+        return run_dir / "result.json"
+
+    def finished(self, run_dir: Path) -> dict[str, Any] | None:
+        """The record of a finished run in ``run_dir``, or None (not run, or failed)."""
+        path = self.record_path(run_dir)
+        if not path.exists():
+            return None
+        record = json.loads(path.read_text())
+        return record if record.get("status") == "finished" else None
+
+    def write(self, run_dir: Path, record: dict[str, Any]) -> Path:
+        return atomic_write_json(self.record_path(run_dir), record)
+
+    def write_config(self, run_dir: Path, config) -> Path:
+        return atomic_write_text(run_dir / "config.yaml", config.as_yaml())
+
+    def records(self, fingerprint: str | None = None, status: str = "finished") -> list[dict[str, Any]]:
+        """Every record of this dataset (optionally only those of the current data content)."""
+        out = []
+        for path in sorted(self.root.glob("*/*/result.json")):
+            try:
+                record = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                logger.warning("skipping unreadable record %s", path)
+                continue
+            if status and record.get("status") != status:
+                continue
+            if fingerprint and record.get("fingerprint") != fingerprint:
+                continue
+            out.append(record)
+        return out
+
+
+def make_record(config, fingerprint: str, run_id: str, result=None, status: str = "finished",
+                error: str = "") -> dict[str, Any]:
+    """One results record: config, seed, metrics, timings, versions and host."""
+    swept = {k: config[k] for k in config.hyper_parameters}
+    record = {
+        "run_id": run_id, "status": status, "dataset": config.dataset, "model": config.model,
+        "label": config.label or default_label(config), "seed": config.seed, "swept": swept,
+        "config": config.to_dict(), "fingerprint": fingerprint,
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"), "host": socket.gethostname(),
+        "user": _user(), "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                                      "numpy": np.__version__},
+        "argv": " ".join(sys.argv),
+    }
+    if result is not None:
+        record.update(asdict(result))
+    if error:
+        record["error"] = error
+    return record
+
+
+def default_label(config) -> str:
+    """Leaderboard row name: the model, prefixed by a non-default item representation."""
+    rep = config.item_representation
+    return config.model if rep == "id" else f"{rep.upper()}-{config.model}"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database in some containers
+        return ""
+
+
+# ----------------------------------------------------------------------------- selection
+def group_by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Records of the same label and config (all keys but the seed), i.e. the seeds of one point."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        cfg = {k: v for k, v in r["config"].items() if k not in ("seed", "show_progress", "threads",
+                                                                "device", "results_dir", "cache_dir")}
+        key = (r["label"], json.dumps(cfg, sort_keys=True, default=str))
+        groups.setdefault(key, []).append(r)
+    return groups
+
+
+def best_per_label(records: list[dict[str, Any]], valid_metric: str | None = None) -> dict[str, list[dict]]:
+    """For each label, the seeds-group whose *valid* metric has the best mean (never the test)."""
+    best: dict[str, tuple[float, list[dict]]] = {}
+    for (label, _), runs in group_by_config(records).items():
+        key = valid_metric or runs[0]["config"]["valid_metric"]
+        score = float(np.mean([r["valid"].get(key, float("nan")) for r in runs]))
+        if label not in best or score > best[label][0]:
+            best[label] = (score, runs)
+    return {label: runs for label, (_, runs) in best.items()}
+
+
+def summarise(runs: list[dict[str, Any]], metrics: list[str]) -> dict[str, Any]:
+    """Mean and std over the seeds of one config, for the given test metrics and views."""
+    row: dict[str, Any] = {"model": runs[0]["label"], "seeds": len(runs)}
+    key = runs[0]["config"]["valid_metric"]
+    row[f"valid {key}"] = float(np.mean([r["valid"].get(key, np.nan) for r in runs]))
+    for prefix in ("", "cold/", "zero/"):
+        for m in metrics:
+            values = [r["test"].get(prefix + m) for r in runs]
+            if any(v is None for v in values):
+                continue
+            row[prefix + m] = float(np.mean(values))
+            if len(runs) > 1:
+                row[prefix + m + " std"] = float(np.std(values))
+    row["params"] = runs[0].get("n_parameters")
+    row["s/epoch"] = float(np.mean([r.get("seconds_per_epoch", np.nan) for r in runs]))
+    row["best epoch"] = runs[0].get("best_epoch")
+    row["config"] = ", ".join(f"{k}={v}" for k, v in runs[0]["swept"].items())
+    row["run_id"] = runs[0]["run_id"]
+    return row
+
+
+def leaderboard(records: list[dict[str, Any]], metrics: list[str] = LEADERBOARD_METRICS,
+                models: list[str] | None = None, sort_by: str = "recall@20") -> pd.DataFrame:
+    """One row per model label (its best config by valid metric), test metrics overall and cold."""
+    if models:
+        wanted = {m.lower() for m in models}
+        records = [r for r in records if r["label"].lower() in wanted or r["model"].lower() in wanted]
+    rows = [summarise(runs, metrics) for runs in best_per_label(records).values()]
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    if sort_by in df:
+        df = df.sort_values(sort_by, ascending=False, kind="stable")
+    return df.reset_index(drop=True)
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f", with_std: bool = True) -> str:
+    """A GitHub markdown table; ``x std`` columns are folded into ``x`` as ``mean ± std``."""
+    if df.empty:
+        return "(no results)"
+    cols = [c for c in df.columns if not c.endswith(" std")]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, row in df.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            if isinstance(v, float):
+                if np.isnan(v):
+                    cell = "-"
+                else:
+                    cell = format(v, floatfmt) if abs(v) < 1e4 else f"{v:.0f}"
+                    std = row.get(f"{c} std") if with_std else None
+                    if std is not None and not (isinstance(std, float) and np.isnan(std)):
+                        cell += f" ± {std:{floatfmt}}"
+            elif v is None:
+                cell = "-"
+            else:
+                cell = str(v)
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,182 @@
+"""Training one configuration: seeds, device, Adam, epochs, early stopping on the valid metric,
+the best checkpoint, and the final (single) test evaluation.
+
+Model selection uses the valid split only; the test split is scored once, from the best state.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from src.common.evaluator import Evaluator
+from src.common.recommender import get_model_class, resolve_device
+from src.common.sampler import BPRSampler
+from src.common.storage import atomic_torch_save
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def set_seed(seed: int) -> None:
+    """Fix Python, NumPy and torch RNGs (data sampling uses its own generator seeded the same)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def set_threads(threads: int) -> int:
+    n = threads if threads > 0 else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                     else os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class TrainResult:
+    """What one finished run produced (the results store adds config and bookkeeping)."""
+
+    valid: dict[str, float]
+    test: dict[str, float]
+    best_epoch: int
+    epochs_run: int
+    seconds_per_epoch: float
+    eval_seconds: float
+    train_seconds: float
+    n_parameters: int
+    peak_rss_mib: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_model(config, dataset):
+    """Seed everything, then instantiate the configured model on its device."""
+    set_seed(config.seed)
+    model_cls = get_model_class(config.model)
+    model = model_cls(config, dataset)
+    return model.to(model.device)
+
+
+class Trainer:
+    """Fits a model with Adam on BPR batches and early stopping on ``valid_metric``.
+
+    Subclass it (named after the trick) for paper-specific training procedures.
+    """
+
+    def __init__(self, config, dataset, model=None, run_dir: Path | None = None, evaluator: Evaluator | None = None):
+        self.config, self.dataset, self.run_dir = config, dataset, run_dir
+        set_threads(config.threads)
+        self.device = resolve_device(config.device)
+        self.model = model if model is not None else build_model(config, dataset)
+        self.evaluator = evaluator or Evaluator(dataset, config.metrics, config.topk,
+                                                config.eval_batch_size, self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
+                                          weight_decay=config.weight_decay)
+        self.sampler = BPRSampler(dataset.train.users, dataset.train.items, dataset.n_items,
+                                  config.train_batch_size, seed=config.seed, device=self.device)
+
+    # ------------------------------------------------------------------ one epoch
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the train interactions; returns the mean of each named loss term."""
+        self.model.train()
+        self.model.pre_epoch(epoch)
+        totals: dict[str, float] = {}
+        n_batches = 0
+        for b, batch in enumerate(self.sampler):
+            parts = self.model.calculate_loss(batch)
+            if isinstance(parts, torch.Tensor):
+                parts = {"loss": parts}
+            loss = sum(parts.values())
+            if not torch.isfinite(loss):
+                bad = {k: float(v) for k, v in parts.items()}
+                raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, batch {b}: {bad} "
+                                    f"(try a lower learning_rate)")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach())
+            n_batches += 1
+        return {k: v / n_batches for k, v in totals.items()}
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        self.model.eval()
+        with torch.no_grad():
+            return self.evaluator.evaluate(self.model.full_sort_predict, split)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> TrainResult:
+        cfg = self.config
+        key = cfg.valid_metric
+        best_score, best_epoch, best_state, bad_evals = -math.inf, -1, None, 0
+        best_valid: dict[str, float] = {}
+        epoch_times, eval_times, history = [], [], []
+        logger.info("model %s: %d trainable parameters, device %s, %d threads",
+                    cfg.model, self.model.n_parameters(), self.device, torch.get_num_threads())
+        bar = tqdm(range(cfg.epochs), desc=f"{cfg.model}", unit="ep", disable=not cfg.show_progress,
+                   leave=False, dynamic_ncols=True)
+        epoch = -1
+        for epoch in bar:
+            t0 = time.perf_counter()
+            losses = self.train_epoch(epoch)
+            epoch_times.append(time.perf_counter() - t0)
+            record: dict[str, Any] = {"epoch": epoch, "seconds": round(epoch_times[-1], 4), **losses}
+            line = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
+            extra = self.model.epoch_report()
+            if (epoch + 1) % cfg.eval_step == 0 or epoch == cfg.epochs - 1:
+                t1 = time.perf_counter()
+                valid = self.evaluate("valid")
+                eval_times.append(time.perf_counter() - t1)
+                score = valid.get(key, 0.0)
+                record["valid"] = {k: valid[k] for k in (key, f"cold/{key}") if k in valid}
+                improved = score > best_score
+                if improved:
+                    best_score, best_epoch, best_valid, bad_evals = score, epoch, valid, 0
+                    best_state = copy.deepcopy(self.model.state_dict())
+                else:
+                    bad_evals += 1
+                logger.debug("epoch %d  %.2fs  %s  valid %s=%.4f%s%s", epoch, epoch_times[-1], line, key,
+                            score, " *" if improved else "", f"  {extra}" if extra else "")
+                bar.set_postfix({"loss": f"{sum(losses.values()):.4f}", key: f"{score:.4f}",
+                                 "best": f"{best_score:.4f}@{best_epoch}"})
+                if bad_evals >= cfg.stopping_step:
+                    logger.info("early stop at epoch %d: no %s improvement in %d evaluations",
+                                epoch, key, cfg.stopping_step)
+                    history.append(record)
+                    break
+            else:
+                logger.debug("epoch %d  %.2fs  %s%s", epoch, epoch_times[-1], line, f"  {extra}" if extra else "")
+            history.append(record)
+        bar.close()
+
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        t1 = time.perf_counter()
+        test = self.evaluate("test")
+        eval_times.append(time.perf_counter() - t1)
+        if self.run_dir is not None and self.config.save_checkpoint:
+            atomic_torch_save(self.model.state_dict(), Path(self.run_dir) / "model.pt")
+        return TrainResult(valid=best_valid, test=test, best_epoch=best_epoch, epochs_run=epoch + 1,
+                           seconds_per_epoch=float(np.median(epoch_times)) if epoch_times else 0.0,
+                           eval_seconds=float(np.median(eval_times)), train_seconds=float(sum(epoch_times)),
+                           n_parameters=self.model.n_parameters(), peak_rss_mib=peak_rss_mib(),
+                           history=history)
