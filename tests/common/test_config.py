@@ -1,0 +1,89 @@
+"""Config layering, typing, validation and grid expansion."""
+import pytest
+
+from src.common.config import ConfigError, parse_override, resolve
+
+
+def test_layers_overall_dataset_model_and_command_line():
+    space = resolve("LightGCN", "scientific", {"learning_rate": 0.005})
+    cfg = space.first()
+    assert cfg.learning_rate == 0.005                  # --set wins
+    assert cfg.feature_files["image"] == "image_feat.npy"   # dataset layer
+    assert cfg.hyper_parameters == ["n_layers", "reg_weight"]  # model layer
+    assert cfg.stopping_step == 20                     # overall layer
+
+
+def test_grid_is_cartesian_product_and_seed_lists_repeat_points():
+    space = resolve("LightGCN", "scientific", {"seed": [1, 2]})
+    assert len(space) == 3 * 3 * 2
+    points = {(c.n_layers, c.reg_weight, c.seed) for c in space}
+    assert len(points) == 18
+
+
+def test_scalar_override_pins_a_swept_key():
+    space = resolve("LightGCN", "scientific", {"n_layers": 2})
+    assert {c.n_layers for c in space} == {2} and len(space) == 3
+
+
+def test_unknown_key_is_an_error_listing_valid_ones():
+    with pytest.raises(ConfigError, match=r"--set: unknown config key 'n_layer'.*Did you mean 'n_layers'"):
+        resolve("LightGCN", "scientific", {"n_layer": 3})
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match="--set: learning_rate: expected float"):
+        resolve("BPR", "scientific", {"learning_rate": "fast"})
+
+
+def test_list_under_a_key_not_in_hyper_parameters_is_an_error():
+    with pytest.raises(ConfigError, match="add 'learning_rate' to hyper_parameters"):
+        resolve("BPR", "scientific", {"learning_rate": [0.1, 0.01]})
+
+
+def test_yaml_scientific_notation_strings_are_read_as_floats():
+    cfg = resolve("BPR", "scientific", {"reg_weight": "1e-4"}).first()
+    assert cfg.reg_weight == 1e-4 and isinstance(cfg.reg_weight, float)
+
+
+def test_reading_an_undeclared_key_raises_instead_of_returning_none():
+    cfg = resolve("BPR", "scientific").first()
+    with pytest.raises(KeyError, match="not declared"):
+        cfg.n_layers
+    with pytest.raises(ConfigError, match="Did you mean 'reg_weight'"):
+        cfg.reg_wieght
+
+
+def test_cross_key_check_rejects_valid_metric_outside_topk():
+    with pytest.raises(ConfigError, match="valid_metric"):
+        resolve("BPR", "scientific", {"valid_metric": "recall@30"})
+
+
+def test_unknown_model_and_dataset():
+    with pytest.raises(KeyError, match="unknown model 'LightGNC'.*LightGCN"):
+        resolve("LightGNC", "scientific")
+    with pytest.raises(ConfigError, match="unknown dataset 'nope'"):
+        resolve("BPR", "nope")
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    from src.common.config import load_yaml
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: 1\nb: [1, 2\nc: 3\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: malformed YAML"):
+        load_yaml(bad)
+
+
+def test_parse_override_reads_yaml_values():
+    assert parse_override("lr=0.5") == ("lr", 0.5)
+    assert parse_override("topk=[5, 10]") == ("topk", [5, 10])
+    assert parse_override("flag=true") == ("flag", True)
+    with pytest.raises(ConfigError):
+        parse_override("novalue")
+
+
+def test_config_is_read_only_and_identity_ignores_bookkeeping():
+    cfg = resolve("BPR", "scientific").first()
+    with pytest.raises(AttributeError):
+        cfg.seed = 3
+    assert cfg.replace(show_progress=False).identity() == cfg.identity()
+    assert cfg.replace(seed=1).identity() != cfg.identity()

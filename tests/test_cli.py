@@ -1,0 +1,42 @@
+"""The commands a user types, run end to end on the shipped data."""
+import subprocess
+import sys
+
+from src.common.paths import ROOT
+
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_train_prints_table_and_leaderboard_lists_models(tmp_path):
+    common = ["--set", f"results_dir={tmp_path}", "epochs=3", "n_layers=1", "reg_weight=1e-4", "--no-progress"]
+    out = run("-m", "LightGCN", "-d", "scientific", *common)
+    assert "| recall@20 |" in out.stdout and "test cold" in out.stdout
+    run_dirs = list((tmp_path / "scientific" / "LightGCN").iterdir())
+    assert len(run_dirs) == 1 and (run_dirs[0] / "run.log").read_text().count("epoch") >= 3
+    again = run("-m", "LightGCN", "-d", "scientific", *common)
+    assert "1 skipped" in again.stderr
+    run("-m", "BPR", "-d", "scientific", "--set", f"results_dir={tmp_path}", "epochs=2",
+        "reg_weight=0.1", "--no-progress")
+    board = run("leaderboard", "-d", "scientific", "--set", f"results_dir={tmp_path}")
+    assert "| LightGCN |" in board.stdout and "| BPR |" in board.stdout
+    assert "cold/recall@20" in board.stdout
+    assert (tmp_path / "scientific" / "leaderboard.csv").exists()
+
+
+def test_unknown_key_is_a_one_line_error_listing_valid_keys():
+    out = run("-m", "VBPR", "-d", "scientific", "--set", "learning_rat=0.1", check=False)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: --set: unknown config key 'learning_rat'")
+    assert "learning_rate" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_multimodal_model_on_baby_names_the_missing_file():
+    out = run("-m", "VBPR", "-d", "baby", "--set", "epochs=1", check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "image_feat.npy" in out.stderr and "MMRec" in out.stderr
