@@ -14,7 +14,7 @@ def run(*args, check=True):
 
 
 def test_train_prints_table_and_leaderboard_lists_models(tmp_path):
-    common = ["--set", f"results_dir={tmp_path}", "epochs=3", "n_layers=1", "reg_weight=1e-4", "--no-progress"]
+    common = ["--set", f"results_dir={tmp_path}", "threads=1", "epochs=3", "n_layers=1", "reg_weight=1e-4", "--no-progress"]
     out = run("-m", "LightGCN", "-d", "scientific", *common)
     assert "| recall@20 |" in out.stdout and "test cold" in out.stdout
     run_dirs = list((tmp_path / "scientific" / "LightGCN").iterdir())

@@ -13,7 +13,7 @@ from tests.conftest import checkerboard
 
 
 def tiny_config(model, **extra):
-    return resolve(model, "scientific", {"show_progress": False, "embedding_size": 16,
+    return resolve(model, "scientific", {"show_progress": False, "embedding_size": 16, "threads": 1,
                                          "train_batch_size": 64, **extra}).first()
 
 
