@@ -4,6 +4,8 @@
 - :func:`sym_norm`             D^-1/2 A D^-1/2 of any square sparse matrix
 - :func:`spmm` / :func:`spmm_sym`   A @ X with a backward that reuses a precomputed A^T (or A)
 - :func:`lightgcn`             LightGCN propagation: mean of the layer outputs (He et al. 2020, Eq. 8)
+- :func:`hyperedge_embeddings`  message passing through learnable soft hyperedges (LGMRec)
+- :func:`row_norm`             D^-1 A (mean over a row's neighbours)
 - :func:`knn_graph`            top-k cosine kNN item–item graph from features, built in row batches
 - :func:`to_torch_csr` / :func:`to_scipy`   conversions
 """
@@ -49,6 +51,15 @@ def sym_norm(a: sp.spmatrix) -> sp.csr_matrix:
     np.power(deg, -0.5, out=inv_sqrt, where=deg > 0)
     d = sp.diags(inv_sqrt)
     return sp.csr_matrix(d @ a @ d, dtype=np.float32)
+
+
+def row_norm(a: sp.spmatrix) -> sp.csr_matrix:
+    """D^-1 A with D the row sums of A (each row averages its neighbours); empty rows stay zero."""
+    a = sp.csr_matrix(a, dtype=np.float32)
+    deg = np.asarray(a.sum(1)).ravel()
+    inv = np.zeros_like(deg)
+    np.divide(1.0, deg, out=inv, where=deg > 0)
+    return sp.csr_matrix(sp.diags(inv) @ a, dtype=np.float32)
 
 
 def bipartite(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
@@ -126,6 +137,26 @@ def propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int, mean: bool = Tr
         x = spmm(adj, x, adj_t)
         total = total + x
     return total / (n_layers + 1) if mean else x
+
+
+def hyperedge_embeddings(item_hyper: torch.Tensor, item_emb: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """Hyperedge embeddings after K = n_layers >= 1 rounds of message passing through H soft
+    hyperedges (LGMRec, Guo et al. AAAI 2024, global hypergraph embedding):
+
+        E_hyper^(k) = A_I^T E_I^(k),     E_I^(k+1) = A_I E_hyper^(k)      (k = 0..K-1)
+
+    item_hyper A_I: (n_items, H) item–hyperedge dependencies (dense: H is small); item_emb
+    E_I^(0): (n_items, d). Returns E_hyper^(K-1), (H, d); the nodes' global embeddings are then
+    A_I E_hyper (items) and A_U E_hyper (users, with their own dependencies A_U), of rank <= H.
+    """
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+    edges = item_hyper.T @ item_emb
+    if n_layers > 1:
+        gram = item_hyper.T @ item_hyper   # A_I^T A_I, (H, H): no (n_items, d) intermediate
+        for _ in range(n_layers - 1):
+            edges = gram @ edges
+    return edges
 
 
 # ----------------------------------------------------------------------------- kNN item graphs

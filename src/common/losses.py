@@ -24,6 +24,12 @@ def emb_reg(*embeddings: torch.Tensor) -> torch.Tensor:
     return sum(e.pow(2).sum() for e in embeddings) / (2 * batch)
 
 
+def norm_reg(*embeddings: torch.Tensor) -> torch.Tensor:
+    """MMRec's ``EmbLoss``: sum_e ||e||_F / n, the *unsquared* Frobenius norms divided by n, the rows
+    of the last tensor. BM3's and LGMRec's published ``reg_weight`` values are on this scale."""
+    return sum(torch.linalg.vector_norm(e) for e in embeddings) / embeddings[-1].shape[0]
+
+
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
     """InfoNCE with in-batch negatives:
     mean_b -log( exp(cos(a_b, b_b)/t) / sum_j exp(cos(a_b, b_j)/t) ).
@@ -33,6 +39,27 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tens
     a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     logits = a @ b.T / temperature
     return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+
+
+def info_nce_candidates(anchor: torch.Tensor, candidates: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                        targets: torch.Tensor, temperature: float, reduction: str = "mean") -> torch.Tensor:
+    """InfoNCE against a whole candidate set (e.g. every user) instead of the batch:
+    l_b = -log( exp(cos(a_b, c_{t_b})/t) / sum_j exp(cos(a_b, c_j)/t) ), averaged or summed over b.
+
+    anchor: (B, d); targets: (B,) row of each anchor's positive in the candidates; candidates:
+    (N, d), or the factors (left (N, r), right (r, d)) of a rank-r candidate matrix left @ right,
+    which makes the logits cost B*N*r instead of B*N*d (LGMRec's hypergraph embeddings have r = H).
+    ``reduction``: "mean" or "sum".
+    """
+    a = F.normalize(anchor, dim=-1) / temperature
+    if isinstance(candidates, tuple):
+        left, right = candidates
+        # ||left_j @ right||^2 = left_j (right right^T) left_j^T; F.normalize's eps, squared
+        norm_sq = ((left @ (right @ right.T)) * left).sum(-1)
+        logits = (a @ right.T) @ left.T * norm_sq.clamp_min(1e-24).rsqrt()
+    else:
+        logits = a @ F.normalize(candidates, dim=-1).T
+    return F.cross_entropy(logits, targets, reduction=reduction)
 
 
 def align_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

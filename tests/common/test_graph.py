@@ -69,3 +69,22 @@ def test_to_scipy_round_trip():
     np.testing.assert_allclose(back.toarray(), m.toarray())
     coo = graph.to_torch_csr(m).to_sparse_coo()
     np.testing.assert_allclose(graph.to_scipy(coo).toarray(), m.toarray())
+
+
+def test_row_norm_averages_neighbours_and_keeps_empty_rows_zero():
+    a = sp.csr_matrix(np.array([[1, 1, 0], [0, 0, 0], [0, 2, 2]], dtype=np.float32))
+    expected = np.array([[0.5, 0.5, 0], [0, 0, 0], [0, 0.5, 0.5]], dtype=np.float32)
+    np.testing.assert_allclose(graph.row_norm(a).toarray(), expected)
+
+
+def test_hyperedge_embeddings_match_the_layer_by_layer_recursion():
+    torch.manual_seed(0)
+    item_hyper = torch.softmax(torch.randn(9, 3), dim=1)   # 9 items, 3 hyperedges
+    x = torch.randn(9, 5)
+    edges_1 = graph.hyperedge_embeddings(item_hyper, x, 1)
+    torch.testing.assert_close(edges_1, item_hyper.T @ x)
+    # two rounds: E_hyper^(1) = A^T (A E_hyper^(0))
+    torch.testing.assert_close(graph.hyperedge_embeddings(item_hyper, x, 2), item_hyper.T @ (item_hyper @ edges_1))
+    assert edges_1.shape == (3, 5)
+    with pytest.raises(ValueError, match="n_layers"):
+        graph.hyperedge_embeddings(item_hyper, x, 0)
