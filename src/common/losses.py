@@ -49,17 +49,62 @@ def info_nce_candidates(anchor: torch.Tensor, candidates: torch.Tensor | tuple[t
     anchor: (B, d); targets: (B,) row of each anchor's positive in the candidates; candidates:
     (N, d), or the factors (left (N, r), right (r, d)) of a rank-r candidate matrix left @ right,
     which makes the logits cost B*N*r instead of B*N*d (LGMRec's hypergraph embeddings have r = H).
-    ``reduction``: "mean" or "sum".
+    ``reduction``: "mean" or "sum". The (B, N) logits are never held at once (see
+    :func:`logsumexp_scores`).
     """
     a = F.normalize(anchor, dim=-1) / temperature
     if isinstance(candidates, tuple):
         left, right = candidates
-        # ||left_j @ right||^2 = left_j (right right^T) left_j^T; F.normalize's eps, squared
+        # cos(a, left_j @ right) = <a @ right^T, left_j> / ||left_j @ right||, with
+        # ||left_j @ right||^2 = left_j (right right^T) left_j^T (clamped like F.normalize's eps)
         norm_sq = ((left @ (right @ right.T)) * left).sum(-1)
-        logits = (a @ right.T) @ left.T * norm_sq.clamp_min(1e-24).rsqrt()
+        queries, keys = a @ right.T, left * norm_sq.clamp_min(1e-24).rsqrt()[:, None]
     else:
-        logits = a @ F.normalize(candidates, dim=-1).T
-    return F.cross_entropy(logits, targets, reduction=reduction)
+        queries, keys = a, F.normalize(candidates, dim=-1)
+    loss = logsumexp_scores(queries, keys) - (queries * keys[targets]).sum(-1)
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.mean()
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def logsumexp_scores(queries: torch.Tensor, keys: torch.Tensor, max_elements: int = 1 << 18) -> torch.Tensor:
+    """log sum_j exp(<q_b, k_j>) for every query: queries (B, r), keys (N, r) -> (B,).
+
+    Computed a block of queries at a time (about ``max_elements`` scores per block) in the forward
+    and again in the backward, so the (B, N) score matrix is never stored: on a 20k-user graph it
+    is 160 MB per batch, and the memory traffic, not the arithmetic, made the loss slow.
+    """
+    rows = max(1, max_elements // max(1, keys.shape[0]))
+    return _LogSumExpScores.apply(queries, keys, rows)
+
+
+class _LogSumExpScores(torch.autograd.Function):
+    """lse_b = log sum_j exp(q_b . k_j); with p_bj = exp(q_b . k_j - lse_b) the backward is
+    dL/dq_b = g_b sum_j p_bj k_j and dL/dk_j = sum_b g_b p_bj q_b."""
+
+    @staticmethod
+    def forward(ctx, queries, keys, rows):
+        keys_t = keys.T.contiguous()          # (r, N): the fast layout for these skinny products
+        lse = queries.new_empty(queries.shape[0])
+        for start in range(0, queries.shape[0], rows):
+            lse[start:start + rows] = torch.logsumexp(queries[start:start + rows] @ keys_t, dim=1)
+        ctx.save_for_backward(queries, keys_t, lse)
+        ctx.rows = rows
+        return lse
+
+    @staticmethod
+    def backward(ctx, grad):
+        queries, keys_t, lse = ctx.saved_tensors
+        grad_q, grad_k_t = torch.empty_like(queries), torch.zeros_like(keys_t)
+        for start in range(0, queries.shape[0], ctx.rows):
+            end = start + ctx.rows
+            weights = (queries[start:end] @ keys_t).sub_(lse[start:end, None]).exp_()
+            weights.mul_(grad[start:end, None])                 # g_b p_bj, (rows, N)
+            grad_q[start:end] = weights @ keys_t.T
+            grad_k_t.addmm_(queries[start:end].T, weights)
+        return grad_q, grad_k_t.T, None
 
 
 def align_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -98,15 +98,16 @@ class LGMRec(GeneralRecommender):
         local = torch.cat([user_c, item_c])
         hyper, global_ = {}, 0.0
         for m in self.projections:
-            f = self.features(m)
-            # local, modality m: project items, users = mean of their items, propagate (last layer)
-            item_m = f @ self.projections[m]
+            # F_m W_m and F_m V_m in one product: each pass over the (n_items, d_m) features, and
+            # above all the backward F_m^T G with G only H columns wide, is what costs here
+            item_m, item_logits = (self.features(m) @ torch.cat([self.projections[m], self.hyperedges[m]], 1)
+                                   ).split([self.embedding_size, self.hyper_num], dim=1)
+            # local, modality m: users = mean of their items, propagate (last layer)
             user_m = graph.spmm(self.r_mean, item_m, self.r_mean_t)
             modal = graph.propagate(self.adj_sym, torch.cat([user_m, item_m]), self.n_mm_layers,
                                     mean=False, adj_t=self.adj_sym)
             local = local + F.normalize(modal)
             # global, modality m: item/user–hyperedge dependencies, hypergraph propagation of E^c
-            item_logits = f @ self.hyperedges[m]
             user_logits = graph.spmm(self.r_sum, item_logits, self.r_sum_t)
             item_dep, user_dep = self.dependencies(item_logits), self.dependencies(user_logits)
             edges = graph.hyperedge_embeddings(item_dep, item_c, self.n_hyper_layer)
