@@ -49,8 +49,8 @@ def info_nce_candidates(anchor: torch.Tensor, candidates: torch.Tensor | tuple[t
     anchor: (B, d); targets: (B,) row of each anchor's positive in the candidates; candidates:
     (N, d), or the factors (left (N, r), right (r, d)) of a rank-r candidate matrix left @ right,
     which makes the logits cost B*N*r instead of B*N*d (LGMRec's hypergraph embeddings have r = H).
-    ``reduction``: "mean" or "sum". The (B, N) logits are never held at once (see
-    :func:`logsumexp_scores`).
+    ``reduction``: "mean", "sum" or "none" (the (B,) losses). The (B, N) logits are never held at
+    once (see :func:`logsumexp_scores`).
     """
     a = F.normalize(anchor, dim=-1) / temperature
     if isinstance(candidates, tuple):
@@ -66,7 +66,9 @@ def info_nce_candidates(anchor: torch.Tensor, candidates: torch.Tensor | tuple[t
         return loss.sum()
     if reduction == "mean":
         return loss.mean()
-    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
 def logsumexp_scores(queries: torch.Tensor, keys: torch.Tensor, max_elements: int = 1 << 18) -> torch.Tensor:

@@ -1,14 +1,13 @@
 """BM3: Bootstrap Latent Representations for Multi-modal Recommendation (Zhou et al., WWW 2023).
 
-Sec. 3.1 encoders: LightGCN over the user–item graph gives h_u, h_i (the item output plus its
-        layer-0 ID embedding, as in the authors' code); each modality m is projected linearly,
-        h_i^m = W_m f_i^m + b_m, to the embedding size.
-Sec. 3.2 contrastive views: online = predictor p(h) (one linear layer shared by IDs and modalities);
-        target = dropout(sg(h)) — a stop-gradient copy perturbed by dropout; no negatives at all.
-Sec. 3.3 loss: graph reconstruction (1 - cos(p(h_u), h~_i)) + (1 - cos(p(h_i), h~_u)) over the
-        batch's (user, item) interactions; inter-modality alignment 1 - cos(p(h_i^m), h~_i) and
-        intra-modality masked reconstruction 1 - cos(p(h_i^m), h~_i^m), weighted by cl_weight;
-        reg_weight * (||H_U|| + ||H_I||) / n_items (MMRec's unsquared-norm L2).
+Encoders: LightGCN over the user–item graph gives h_u, h_i (the item output plus its layer-0 ID
+    embedding, as in the authors' code); each modality m is projected, h_i^m = W_m f_i^m + b_m.
+Contrastive view generator: online view = predictor p(h) (one linear layer shared by IDs and
+    modalities); target view = dropout(sg(h)), a stop-gradient copy perturbed by dropout.
+Multi-modal contrastive loss, no negatives: graph reconstruction (1 - cos(p(h_u), h~_i)) +
+    (1 - cos(p(h_i), h~_u)) over the batch's interactions; inter-modality alignment
+    1 - cos(p(h_i^m), h~_i) and intra-modality masked reconstruction 1 - cos(p(h_i^m), h~_i^m),
+    both weighted by cl_weight; plus reg_weight * (||H_U|| + ||H_I||) / n_items (MMRec's L2).
 Scores: <p(h_u), p(h_i)>. MMRec's code also fine-tunes the raw features f_i^m; here that is
 ``train_features`` (off by default: on scientific it scored lower on valid, and on Baby-sized
 features its Adam update dominates the epoch).
@@ -49,16 +48,17 @@ class BM3(GeneralRecommender):
         self.user_emb = nn.Embedding(self.n_users, d)
         nn.init.xavier_uniform_(self.user_emb.weight)
         self.item_emb = self.item_representation(dataset, d)
-        # f_i^m: frozen, or fine-tuned as in MMRec's code (train_features)
-        self.features = nn.ParameterDict({m: nn.Parameter(f.clone(), requires_grad=config.train_features)
-                                          for m, f in self.item_features(dataset).items()})
+        # f_i^m: fine-tuned parameters as in MMRec's code, or frozen (then kept out of checkpoints)
+        features = self.item_features(dataset)
+        self.features = (nn.ParameterDict({m: nn.Parameter(f.clone()) for m, f in features.items()})
+                         if config.train_features else features)
         self.projections = nn.ModuleDict({m: nn.Linear(f.shape[1], d) for m, f in self.features.items()})
         self.predictor = nn.Linear(d, d)
         for layer in [*self.projections.values(), self.predictor]:
             nn.init.xavier_normal_(layer.weight)
 
     def encode(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sec. 3.1: the online representations h_u (n_users, d) and h_i (n_items, d)."""
+        """The online representations h_u (n_users, d) and h_i (n_items, d)."""
         item_0 = self.item_emb()
         users, items = graph.lightgcn(self.adj_sym, self.user_emb.weight, item_0, self.n_layers)
         return users, items + item_0
@@ -69,7 +69,7 @@ class BM3(GeneralRecommender):
         return self.predictor(users), self.predictor(items)
 
     def target(self, h: torch.Tensor) -> torch.Tensor:
-        """Sec. 3.2: the target view dropout(sg(h)). Dropout's 1/(1-p) rescaling is left out (the
+        """The target view dropout(sg(h)). Dropout's 1/(1-p) rescaling is left out (the
         cosine losses ignore scale), and the mask comes from ``rand`` (faster than ``bernoulli_``
         on the CPU)."""
         h = h.detach()

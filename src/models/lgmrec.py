@@ -122,16 +122,21 @@ class LGMRec(GeneralRecommender):
         parts = {"bpr": losses.bpr(u, pos, neg)}
         if len(hyper) == 2:
             # hypergraph contrastive loss: a node's global embedding of one modality against the
-            # other modality's global embeddings of all users (all items); these have rank <= H,
-            # so the candidates are passed as factors
+            # other modality's global embeddings of all users (all items), summed over the batch
             (user_dep_a, item_dep_a, edges_a), (user_dep_b, item_dep_b, edges_b) = hyper.values()
-            hcl_users = losses.info_nce_candidates(user_dep_a[batch.users] @ edges_a, (user_dep_b, edges_b),
-                                                   batch.users, self.tau, "sum")
-            hcl_items = losses.info_nce_candidates(item_dep_a[batch.pos] @ edges_a, (item_dep_b, edges_b),
-                                                   batch.pos, self.tau, "sum")
-            parts["hcl"] = self.cl_weight * (hcl_users + hcl_items)
+            parts["hcl"] = self.cl_weight * (self.hcl(batch.users, user_dep_a, edges_a, user_dep_b, edges_b)
+                                             + self.hcl(batch.pos, item_dep_a, edges_a, item_dep_b, edges_b))
         parts["reg"] = self.reg_weight * losses.norm_reg(u, pos, neg)
         return parts
+
+    def hcl(self, nodes, dep_a, edges_a, dep_b, edges_b) -> torch.Tensor:
+        """sum_b InfoNCE(A_a[n_b] E_a, {A_b[j] E_b}_j) over the batch's nodes n_b. A node repeated in
+        the batch has the same loss each time: it is computed once and counted. The candidates have
+        rank <= H, so they are passed as factors."""
+        distinct, counts = torch.unique(nodes, return_counts=True)
+        per_node = losses.info_nce_candidates(dep_a[distinct] @ edges_a, (dep_b, edges_b), distinct,
+                                              self.tau, reduction="none")
+        return (per_node * counts).sum()
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         user_all, item_all, _ = self.cached_forward()

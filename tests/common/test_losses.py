@@ -34,9 +34,12 @@ def test_info_nce_candidates_factored_equals_dense_in_value_and_gradient():
     torch.testing.assert_close(factored, dense)
     for g1, g2 in zip(grads_factored, grads_dense):
         torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
-    # "sum" is B times "mean"
+    # "sum" is B times "mean", and the sum of "none"
     mean = losses.info_nce_candidates(anchor, left @ right, targets, 0.2)
     torch.testing.assert_close(mean * 6, dense)
+    per_row = losses.info_nce_candidates(anchor, left @ right, targets, 0.2, "none")
+    assert per_row.shape == (6,)
+    torch.testing.assert_close(per_row.sum(), dense)
 
 
 def test_align_cosine_is_zero_for_parallel_vectors():

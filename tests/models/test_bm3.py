@@ -1,6 +1,7 @@
 """BM3's defining property: it learns without negative samples."""
 import torch
 
+from src.common.evaluator import Evaluator, popularity_scores
 from src.common.sampler import Batch, BPRSampler
 from src.common.trainer import build_model, Trainer
 
@@ -45,3 +46,10 @@ def test_bm3_learns_the_checkerboard_without_negatives():
     scores[torch.as_tensor(ds.train_matrix.toarray(), dtype=torch.bool)] = -float("inf")
     same_parity = (scores.argmax(1) % 2 == torch.arange(ds.n_users) % 2).float().mean()
     assert same_parity > 0.9
+
+
+def test_bm3_learns_on_scientific(scientific):
+    result = Trainer(config_for("BM3", epochs=30, stopping_step=100), scientific).fit()
+    assert result.history[-1]["reconstruct"] < result.history[0]["reconstruct"]
+    popular = Evaluator(scientific, ["recall"], [20]).evaluate(popularity_scores(scientific), "test")
+    assert result.test["recall@20"] > 1.2 * popular["recall@20"]

@@ -2,8 +2,10 @@
 dropout only in training (deterministic evaluation), the contrastive term needs two modalities."""
 import torch
 
+from src.common import losses
+from src.common.evaluator import Evaluator, popularity_scores
 from src.common.sampler import BPRSampler
-from src.common.trainer import build_model
+from src.common.trainer import build_model, Trainer
 
 from tests.conftest import checkerboard, config_for
 
@@ -54,3 +56,19 @@ def test_lgmrec_contrasts_modalities_only_when_there_are_two():
     assert set(both) == {"bpr", "hcl", "reg"} and both["hcl"] > 0
     image_only = lgmrec(checkerboard(modalities=("image",))).train().calculate_loss(batch)
     assert set(image_only) == {"bpr", "reg"}
+
+
+def test_lgmrec_learns_on_scientific(scientific):
+    result = Trainer(config_for("LGMRec", epochs=5, stopping_step=100), scientific).fit()
+    assert result.history[-1]["bpr"] < result.history[0]["bpr"]
+    popular = Evaluator(scientific, ["recall"], [20]).evaluate(popularity_scores(scientific), "test")
+    assert result.test["recall@20"] > 1.2 * popular["recall@20"]
+
+
+def test_lgmrec_contrastive_term_counts_a_repeated_node_once_per_interaction():
+    model = lgmrec(checkerboard()).eval()
+    with torch.no_grad():
+        (dep_a, _, edges_a), (dep_b, _, edges_b) = model.forward()[2].values()
+        nodes = torch.tensor([3, 1, 3, 3, 0])
+        every_row = losses.info_nce_candidates(dep_a[nodes] @ edges_a, dep_b @ edges_b, nodes, model.tau, "sum")
+        torch.testing.assert_close(model.hcl(nodes, dep_a, edges_a, dep_b, edges_b), every_row)
