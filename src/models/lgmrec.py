@@ -75,11 +75,9 @@ class LGMRec(GeneralRecommender):
         self.item_emb = self.item_representation(dataset, d)
         features = self.item_features(dataset)
         for m, f in features.items():
-            self.register_buffer(f"features_{m}", f, persistent=False)   # frozen, as in the paper
-        self.projections = nn.ParameterDict({m: nn.Parameter(nn.init.xavier_uniform_(torch.empty(f.shape[1], d)))
-                                             for m, f in features.items()})
-        self.hyperedges = nn.ParameterDict({m: nn.Parameter(nn.init.xavier_uniform_(torch.empty(f.shape[1], self.hyper_num)))
-                                            for m, f in features.items()})
+            self.register_buffer(f"features_{m}", f, persistent=False)   # frozen, as in the authors' code
+        self.projections = nn.ParameterDict({m: xavier(f.shape[1], d) for m, f in features.items()})
+        self.hyperedges = nn.ParameterDict({m: xavier(f.shape[1], self.hyper_num) for m, f in features.items()})
         self.dependency_dropout = nn.Dropout(1.0 - config.keep_rate)
 
     def features(self, m: str) -> torch.Tensor:
@@ -141,3 +139,8 @@ class LGMRec(GeneralRecommender):
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         user_all, item_all, _ = self.cached_forward()
         return user_all[users] @ item_all.T
+
+
+def xavier(rows: int, cols: int) -> nn.Parameter:
+    """A (rows, cols) parameter, Xavier-uniform initialised."""
+    return nn.Parameter(nn.init.xavier_uniform_(torch.empty(rows, cols)))

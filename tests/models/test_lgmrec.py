@@ -70,5 +70,6 @@ def test_lgmrec_contrastive_term_counts_a_repeated_node_once_per_interaction():
     with torch.no_grad():
         (dep_a, _, edges_a), (dep_b, _, edges_b) = model.forward()[2].values()
         nodes = torch.tensor([3, 1, 3, 3, 0])
-        every_row = losses.info_nce_candidates(dep_a[nodes] @ edges_a, dep_b @ edges_b, nodes, model.tau, "sum")
+        every_row = losses.info_nce_candidates(dep_a[nodes] @ edges_a, dep_b @ edges_b, nodes, model.tau,
+                                               reduction="sum")
         torch.testing.assert_close(model.hcl(nodes, dep_a, edges_a, dep_b, edges_b), every_row)
