@@ -71,42 +71,53 @@ def info_nce_candidates(anchor: torch.Tensor, candidates: torch.Tensor | tuple[t
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def logsumexp_scores(queries: torch.Tensor, keys: torch.Tensor, max_elements: int = 1 << 18) -> torch.Tensor:
+def logsumexp_scores(queries: torch.Tensor, keys: torch.Tensor, block: int = 1 << 16) -> torch.Tensor:
     """log sum_j exp(<q_b, k_j>) for every query: queries (B, r), keys (N, r) -> (B,).
 
-    Computed a block of queries at a time (about ``max_elements`` scores per block) in the forward
-    and again in the backward, so the (B, N) score matrix is never stored: on a 20k-user graph it
-    is 160 MB per batch, and the memory traffic, not the arithmetic, made the loss slow.
+    Computed for ``block * r / N`` queries at a time (``block * r`` scores: few enough to stay in
+    cache when r is small, enough rows for efficient products when r is large), in the forward and
+    again in the backward, so the (B, N) score matrix is never stored: on a 20k-user graph it is
+    160 MB per batch, and its memory traffic, not the arithmetic, made the loss slow.
     """
-    rows = max(1, max_elements // max(1, keys.shape[0]))
+    rows = max(1, block * keys.shape[1] // max(1, keys.shape[0]))
     return _LogSumExpScores.apply(queries, keys, rows)
 
 
 class _LogSumExpScores(torch.autograd.Function):
     """lse_b = log sum_j exp(q_b . k_j); with p_bj = exp(q_b . k_j - lse_b) the backward is
-    dL/dq_b = g_b sum_j p_bj k_j and dL/dk_j = sum_b g_b p_bj q_b."""
+    dL/dq_b = g_b sum_j p_bj k_j and dL/dk_j = sum_b g_b p_bj q_b.
+
+    Scores are taken in base 2 (exp(s) = 2^(s log2 e)): torch's exp2 is ~3x faster than exp on
+    the CPU, and the exponentials are most of this function's time."""
 
     @staticmethod
     def forward(ctx, queries, keys, rows):
         keys_t = keys.T.contiguous()          # (r, N): the fast layout for these skinny products
-        lse = queries.new_empty(queries.shape[0])
+        queries_2 = queries * _LOG2_E          # base-2 scores: q_2 . k = s log2 e
+        lse_2 = queries.new_empty(queries.shape[0])
         for start in range(0, queries.shape[0], rows):
-            lse[start:start + rows] = torch.logsumexp(queries[start:start + rows] @ keys_t, dim=1)
-        ctx.save_for_backward(queries, keys_t, lse)
+            scores = queries_2[start:start + rows] @ keys_t
+            top = scores.amax(dim=1, keepdim=True)
+            lse_2[start:start + rows] = (scores.sub_(top).exp2_().sum(1).log2_() + top.squeeze(1))
+        ctx.save_for_backward(queries, queries_2, keys_t, lse_2)
         ctx.rows = rows
-        return lse
+        return lse_2 * _LN_2
 
     @staticmethod
     def backward(ctx, grad):
-        queries, keys_t, lse = ctx.saved_tensors
+        queries, queries_2, keys_t, lse_2 = ctx.saved_tensors
         grad_q, grad_k_t = torch.empty_like(queries), torch.zeros_like(keys_t)
         for start in range(0, queries.shape[0], ctx.rows):
             end = start + ctx.rows
-            weights = (queries[start:end] @ keys_t).sub_(lse[start:end, None]).exp_()
-            weights.mul_(grad[start:end, None])                 # g_b p_bj, (rows, N)
-            grad_q[start:end] = weights @ keys_t.T
-            grad_k_t.addmm_(queries[start:end].T, weights)
+            weights = (queries_2[start:end] @ keys_t).sub_(lse_2[start:end, None]).exp2_()   # p_bj
+            g = grad[start:end, None]
+            grad_q[start:end] = (weights @ keys_t.T).mul_(g)
+            grad_k_t.addmm_((queries[start:end] * g).T, weights)
         return grad_q, grad_k_t.T, None
+
+
+_LOG2_E = 1.4426950408889634   # log2(e)
+_LN_2 = 0.6931471805599453     # ln(2)
 
 
 def align_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,6 @@ def test_logsumexp_scores_matches_torch_and_has_the_right_gradient_in_blocks():
     torch.manual_seed(0)
     q = torch.randn(13, 3, dtype=torch.double, requires_grad=True)
     k = torch.randn(7, 3, dtype=torch.double, requires_grad=True)
-    # max_elements=10 -> one query per block: the blocking is exercised
-    torch.testing.assert_close(losses.logsumexp_scores(q, k, max_elements=10), torch.logsumexp(q @ k.T, 1))
-    assert torch.autograd.gradcheck(lambda q, k: losses.logsumexp_scores(q, k, max_elements=10), (q, k))
+    # block=2 -> 2 * 3 / 7 -> one query per block: the blocking is exercised
+    torch.testing.assert_close(losses.logsumexp_scores(q, k, block=2), torch.logsumexp(q @ k.T, 1))
+    assert torch.autograd.gradcheck(lambda q, k: losses.logsumexp_scores(q, k, block=2), (q, k))
