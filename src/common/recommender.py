@@ -99,6 +99,14 @@ class GeneralRecommender(nn.Module):
             dataset.train.users, dataset.train.items, dataset.n_users, dataset.n_items)))
         return adj.to(self.device)
 
+    def modality_knn_graph(self, dataset, modality: str, k: int, weighted: bool = False):
+        """D^-1/2 S D^-1/2 of the top-k cosine kNN graph of one modality's raw features (scipy CSR,
+        n_items x n_items, each item's k most similar items incl. itself with weight 1, or the
+        cosine when ``weighted``; D the row sums). Computed once per dataset, modality, k, weighting."""
+        key = f"knn_graph/{modality}/k={k}/{'cosine' if weighted else 'binary'}/sym_norm"
+        return dataset.cached(key, lambda: graph.sym_norm(graph.knn_graph(
+            dataset.features[modality].to(self.device), k, weighted=weighted)))
+
     def item_features(self, dataset) -> dict[str, torch.Tensor]:
         """The features of the modalities this model uses, (n_items, d_m) each, on its device."""
         return {m: dataset.features[m].to(self.device) for m in self.modalities}
@@ -118,6 +126,10 @@ class GeneralRecommender(nn.Module):
 
     def pre_epoch(self, epoch: int) -> None:
         """Hook run before each training epoch (e.g. to resample a pruned graph)."""
+
+    def learning_rate_scale(self, epoch: int) -> float:
+        """Factor on the configured learning rate for ``epoch`` (a model's own schedule); 1 by default."""
+        return 1.0
 
     def epoch_report(self) -> str:
         """Extra text for the epoch's log line (e.g. codebook usage); empty by default."""
