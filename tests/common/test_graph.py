@@ -124,3 +124,9 @@ def test_sample_edges_inverse_degree_keeps_n_and_draws_proportionally_to_inverse
     counts = np.bincount([graph.sample_edges_inverse_degree(users, items, 1, rng)[0] for _ in range(8000)],
                          minlength=5)
     np.testing.assert_allclose(counts / 8000, w / w.sum(), atol=0.02)
+
+
+def test_row_difference_equals_gathered_difference_including_equal_pairs():
+    x = torch.randn(9, 5)
+    a, b = torch.tensor([0, 3, 8, 2, 5]), torch.tensor([4, 3, 1, 7, 0])
+    torch.testing.assert_close(graph.row_difference(x, a, b), x[a] - x[b], rtol=0, atol=0)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.common import graph
+from src.common import graph, losses
+from src.common.sampler import BPRSampler
 from src.common.evaluator import Evaluator, popularity_scores
 from src.common.trainer import Trainer
 
@@ -68,3 +69,15 @@ def test_freedom_short_run_on_scientific_beats_most_popular(scientific):
     pop = Evaluator(scientific, ["recall"], [20]).evaluate(popularity_scores(scientific), "test")
     assert result.history[-1]["bpr"] < result.history[0]["bpr"]
     assert result.test["recall@20"] > pop["recall@20"] * 1.2, (result.test["recall@20"], pop["recall@20"])
+
+
+def test_freedom_projection_loss_is_bpr_on_the_projected_features():
+    ds = checkerboard()
+    model = Trainer(config_for("FREEDOM", dropout=0.0, **TINY), ds).model
+    batch = next(iter(BPRSampler(ds.train.users, ds.train.items, ds.n_items, 64, seed=0)))
+    parts = model.calculate_loss(batch)
+    users, _ = model.forward()
+    for m in ("image", "text"):
+        projected = model.projections[m](ds.features[m]) + 0.7     # any bias cancels
+        expected = 1e-3 * losses.bpr(users[batch.users], projected[batch.pos], projected[batch.neg])
+        torch.testing.assert_close(parts[f"bpr_{m}"], expected)
