@@ -64,6 +64,10 @@ class Evaluator:
         self.targets = {"valid": valid, "test": test}
         self.masks = {"valid": train, "test": (train + valid).tocsr()}
 
+    def split_users(self, split: str) -> np.ndarray:
+        """The users scored on ``split`` (those with at least one interaction in it), ascending."""
+        return np.flatnonzero(np.diff(self.targets[split].indptr) > 0)
+
     def evaluate(self, score_fn: ScoreFn, split: str = "test", return_per_user: bool = False):
         """Average every metric over the split's users (and over each view's users).
 
@@ -71,7 +75,7 @@ class Evaluator:
         With ``return_per_user`` also returns ``{metric: (n_users_in_split,) array}`` for 'all'.
         """
         target, mask = self.targets[split], self.masks[split]
-        users = np.flatnonzero(np.diff(target.indptr) > 0)
+        users = self.split_users(split)
         max_k = min(max(self.topk), self.n_items)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
@@ -83,11 +87,11 @@ class Evaluator:
                 raise ValueError(f"score function returned shape {tuple(scores.shape)}, "
                                  f"expected ({len(batch)}, {self.n_items})")
             scores = scores.clone()
-            rows, cols = _block_indices(mask, batch, self.device)
+            rows, cols = block_indices(mask, batch, self.device)
             scores[rows, cols] = -torch.inf
             top = torch.topk(scores, max_k, dim=1).indices                      # (B, K)
             relevant = torch.zeros(len(batch), self.n_items, dtype=torch.bool, device=self.device)
-            rows, cols = _block_indices(target, batch, self.device)
+            rows, cols = block_indices(target, batch, self.device)
             relevant[rows, cols] = True
             for view, item_mask in [("", None), *self.views.items()]:
                 rel = relevant if item_mask is None else relevant & item_mask
@@ -117,7 +121,7 @@ class Evaluator:
         return result
 
 
-def _block_indices(m: sp.csr_matrix, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+def block_indices(m: sp.csr_matrix, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(row-in-batch, column) indices of the nonzeros of ``m[rows]``, as tensors."""
     block = m[rows]
     r = np.repeat(np.arange(len(rows)), np.diff(block.indptr))
