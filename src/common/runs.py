@@ -68,7 +68,10 @@ def saved_runs(results_dir: str | Path = "saved", dataset: str | None = None,
     """The recorded runs of ``dataset`` (default: every dataset in ``results_dir``), oldest first;
     ``status=None`` includes failed runs."""
     root = from_root(results_dir)
-    names = [dataset] if dataset else sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    if dataset:
+        names = [dataset]
+    else:
+        names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
     runs = [SavedRun(run_dir, record) for name in names
             for run_dir, record in ResultsStore(root, name).entries(status=status)]
     return sorted(runs, key=lambda r: (r.record.get("dataset", ""), r.record.get("finished_at", "")))
@@ -87,7 +90,8 @@ def find_run(run: str | Path, results_dir: str | Path = "saved") -> Path:
     if query in by_name:
         return by_name[query]
     q = query.lower()
-    hits = sorted(p for p in folders if p.name.lower().startswith(q) or p.name.lower().rsplit("-", 1)[-1].startswith(q))
+    hits = sorted(p for p in folders
+                  if p.name.lower().startswith(q) or p.name.lower().rsplit("-", 1)[-1].startswith(q))
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
@@ -129,17 +133,13 @@ def finished_record(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def check_same_data(record: dict[str, Any], dataset: Dataset, where: str) -> list[str]:
-    """What changed between the data the run was trained on and ``dataset`` (empty: the same)."""
+def data_changes(record: dict[str, Any], dataset: Dataset) -> list[str]:
+    """What changed between the data the run was trained on and ``dataset`` (empty: the same).
+    Records written before ``data`` existed are checked by their fingerprint alone."""
     saved = record.get("data") or {"fingerprint": record.get("fingerprint")}
-    counts = ("users", "items", "train", "valid", "test")
-    current_counts = {"users": dataset.n_users, "items": dataset.n_items, "train": len(dataset.train),
-                      "valid": len(dataset.valid), "test": len(dataset.test)}
-    if saved.get("fingerprint") == dataset.fingerprint and all(
-            saved.get(k, current_counts[k]) == current_counts[k] for k in counts):
-        return []
-    changes = content_changes(saved, dataset.content_summary())
-    return changes or [f"content hash of {where} differs"]
+    if saved.get("fingerprint") == dataset.fingerprint:
+        return []  # same bytes in the same files: same counts (per-file hashes not needed)
+    return content_changes(saved, dataset.content_summary())
 
 
 def load_run(run: str | Path, results_dir: str | Path = "saved", dataset: Dataset | None = None,
@@ -150,18 +150,18 @@ def load_run(run: str | Path, results_dir: str | Path = "saved", dataset: Datase
     ``run``: id, unique id prefix or folder (see :func:`find_run`). ``dataset``: an already loaded
     dataset (default: read the one the config names). ``check_data=False`` loads even when the data
     changed (only possible when the user and item counts still match). ``runtime``: any of
-    :data:`RUNTIME_KEYS`, e.g. ``device="cpu"``, ``threads=1``.
+    :data:`RUNTIME_KEYS`, e.g. ``device="cpu"``, ``threads=1`` (torch's thread count is set to the
+    run's ``threads``, as in training).
     """
     run_dir = find_run(run, results_dir)
     record = finished_record(run_dir)
     config = run_config(run_dir, **runtime)
-    if "threads" in runtime:
-        set_threads(config.threads)
+    set_threads(config.threads)  # as the trainer does: the saved value unless overridden
     if dataset is None:
         dataset = load_dataset(config)
-    where = f"data/{config.dataset}/" if dataset.source_files else f"dataset {dataset.name!r}"
-    changes = check_same_data(record, dataset, where)
+    changes = data_changes(record, dataset)
     if changes:
+        where = f"{config.data_path}/{config.dataset}/" if dataset.source_files else f"dataset {dataset.name!r}"
         msg = f"run {run_dir.name} was trained on other data than {where} holds now: {'; '.join(changes)}"
         if check_data:
             raise DataError(f"{msg}. Retrain it (python main.py -m {config.model} -d {config.dataset} ...) "
