@@ -89,17 +89,14 @@ class Evaluator:
         per_user: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(users), self.batch_size):
             batch = users[start:start + self.batch_size]
-            scores = score_fn(torch.from_numpy(batch).to(self.device)).detach().to(self.device, torch.float32)
+            scores = score_fn(torch.from_numpy(batch).to(self.device))
             if scores.shape != (len(batch), self.n_items):
                 raise ValueError(f"score function returned shape {tuple(scores.shape)}, "
                                  f"expected ({len(batch)}, {self.n_items})")
-            if scores._base is not None or not scores.is_contiguous():
-                scores = scores.clone()
-            rows, cols = block_indices(mask, batch, self.device)
-            scores[rows, cols] = -torch.inf
+            scores = masked_scores(scores, mask, batch, self.device)
             top = torch.topk(scores, max_k, dim=1).indices                      # (B, K)
             relevant = torch.zeros(len(batch), self.n_items, dtype=torch.bool, device=self.device)
-            rows, cols = block_indices(target, batch, self.device)
+            rows, cols = _block_indices(target, batch, self.device)
             relevant[rows, cols] = True
             hits_all = relevant.gather(1, top)                                  # (B, K)
             for view, item_mask in views:
@@ -129,7 +126,20 @@ class Evaluator:
         return result
 
 
-def block_indices(m: sp.csr_matrix, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_scores(scores: torch.Tensor, mask: sp.csr_matrix, rows: np.ndarray, device) -> torch.Tensor:
+    """``scores`` (len(rows), n_items) as float32 on ``device`` with the nonzeros of ``mask[rows]``
+    (items the user must not be ranked on: train, or train + valid) set to -inf. The evaluator and
+    ``recommend`` both rank through this, so their top-K lists are identical. A fresh contiguous
+    score matrix is masked in place; a view (e.g. of a cached matrix) is copied first."""
+    scores = scores.detach().to(device, torch.float32)
+    if scores._base is not None or not scores.is_contiguous():
+        scores = scores.clone()
+    r, c = _block_indices(mask, rows, device)
+    scores[r, c] = -torch.inf
+    return scores
+
+
+def _block_indices(m: sp.csr_matrix, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(row-in-batch, column) indices of the nonzeros of ``m[rows]``, as tensors."""
     block = m[rows]
     r = np.repeat(np.arange(len(rows)), np.diff(block.indptr))

@@ -26,7 +26,7 @@ from torch import nn
 
 from src.common import graph
 from src.common.config import ConfigError
-from src.common.evaluator import block_indices
+from src.common.evaluator import masked_scores
 from src.common.item_repr import build_item_representation
 
 MODELS: dict[str, type["GeneralRecommender"]] = {}
@@ -179,11 +179,9 @@ class GeneralRecommender(nn.Module):
             for start in range(0, len(users), batch_size):
                 batch = users[start:start + batch_size]
                 s = self.full_sort_predict(torch.from_numpy(batch).to(self.device))
-                s = s.detach().to(self.device, torch.float32).clone()
                 if exclude is not None:
-                    rows, cols = block_indices(exclude, batch, self.device)
-                    s[rows, cols] = -torch.inf
-                top = torch.topk(s, k, dim=1)
+                    s = masked_scores(s, exclude, batch, self.device)
+                top = torch.topk(s.detach().float(), k, dim=1)
                 items.append(top.indices.masked_fill(torch.isneginf(top.values), -1).cpu())
                 scores.append(top.values.cpu())
         if was_training:
