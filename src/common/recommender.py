@@ -175,17 +175,19 @@ class GeneralRecommender(nn.Module):
         was_training = self.training
         self.eval()
         items, scores = [torch.empty(0, k, dtype=torch.long)], [torch.empty(0, k)]
-        with torch.no_grad():
-            for start in range(0, len(users), batch_size):
-                batch = users[start:start + batch_size]
-                s = self.full_sort_predict(torch.from_numpy(batch).to(self.device))
-                if exclude is not None:
-                    s = masked_scores(s, exclude, batch, self.device)
-                top = torch.topk(s.detach().float(), k, dim=1)
-                items.append(top.indices.masked_fill(torch.isneginf(top.values), -1).cpu())
-                scores.append(top.values.cpu())
-        if was_training:
-            self.train()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(users), batch_size):
+                    batch = users[start:start + batch_size]
+                    s = self.full_sort_predict(torch.from_numpy(batch).to(self.device))
+                    if exclude is not None:
+                        s = masked_scores(s, exclude, batch, self.device)
+                    top = torch.topk(s.detach().float(), k, dim=1)
+                    items.append(top.indices.masked_fill(torch.isneginf(top.values), -1).cpu())
+                    scores.append(top.values.cpu())
+        finally:
+            if was_training:  # (train(False) would drop the cached forward output)
+                self.train()
         return Recommendations(torch.cat(items), torch.cat(scores))
 
     def check_users(self, users) -> np.ndarray:

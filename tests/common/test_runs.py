@@ -94,8 +94,10 @@ def test_recommend_excludes_train_items_and_ranks_by_score():
     full = model.recommend([0, 1], ds.n_items)
     assert ((full.items == -1).sum(1).numpy() == ds.user_degree[[0, 1]]).all()
     assert torch.isneginf(full.scores[full.items == -1]).all()
-    # without exclusion the train items come back
+    # without exclusion the train items come back; a model in training stays in training
+    model.train()
     assert set(model.recommend([0], ds.n_items, exclude=None).items[0].tolist()) == set(range(ds.n_items))
+    assert model.training
 
 
 def test_bad_requests_are_one_line_errors(trained):
