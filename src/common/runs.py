@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 #: keys that may differ from the saved config when a run is loaded (they do not change the model)
 RUNTIME_KEYS = ("device", "threads", "eval_batch_size", "show_progress")
+#: runtime keys that come from the current config files, not the saved run (a run trained on a GPU
+#: loads on a CPU-only machine; progress bars follow today's setting)
+FRESH_KEYS = ("device", "show_progress")
 
 
 class RunError(ValueError):
@@ -104,8 +107,9 @@ def find_run(run: str | Path, results_dir: str | Path = "saved") -> Path:
 
 
 def run_config(run_dir: Path, **runtime) -> Config:
-    """The run's resolved config (``config.yaml``), with runtime keys (device, threads, ...)
-    replaced. Keys declared since the run was made take their current defaults."""
+    """The run's resolved config (``config.yaml``), with :data:`FRESH_KEYS` from the current
+    config files and any ``runtime`` keys (device, threads, ...) replaced. Keys declared since the
+    run was made take their current defaults."""
     bad = sorted(set(runtime) - set(RUNTIME_KEYS))
     if bad:
         raise RunError(f"only {', '.join(RUNTIME_KEYS)} can be changed when loading a run, not "
@@ -114,6 +118,7 @@ def run_config(run_dir: Path, **runtime) -> Config:
     saved = load_yaml(path)
     if not saved.get("model") or not saved.get("dataset"):
         raise RunError(f"{path}: no model or dataset key; not a run config")
+    saved = {k: v for k, v in saved.items() if k not in FRESH_KEYS}
     return resolve(saved["model"], saved["dataset"], runtime, extra_layers=[(str(path), saved)]).first()
 
 

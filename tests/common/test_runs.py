@@ -69,6 +69,7 @@ def test_loaded_run_scores_exactly_as_at_the_end_of_training(tmp_path):
 
     model, loaded_ds, loaded_cfg, record = load_run(run_dir.name, config.results_dir)
     assert loaded_cfg.identity() == config.identity() and record["run_id"] == run_dir.name
+    assert loaded_cfg.show_progress and not config.show_progress  # display follows today's config
     users = torch.arange(dataset.n_users)
     with torch.no_grad():
         assert torch.equal(model.full_sort_predict(users), trainer.model.full_sort_predict(users))
