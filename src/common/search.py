@@ -136,7 +136,7 @@ def run_search(space: ConfigSpace, dataset: Dataset | None = None, executor: Exe
                                  error=f"{type(outcome).__name__}: {outcome}")
             summary.failed += 1
         else:
-            record = make_record(trial.config, dataset.fingerprint, trial.run_id, outcome)
+            record = make_record(trial.config, dataset.fingerprint, trial.run_id, outcome, dataset=dataset)
             summary.finished += 1
         store.write(trial.run_dir, record)  # at once, atomically: a kill loses at most the run in flight
         summary.records.append(record)
