@@ -97,9 +97,13 @@ class FREEDOM(GeneralRecommender):
         return parts
 
     def projected_difference(self, modality: str, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        """W_m (x_pos - x_neg), (B, d): u.(W x+ + b) - u.(W x- + b) needs one projection per
-        triple, and b cancels (it gets no gradient in the authors' code either). Rows go in chunks
-        of 256: with 4096-d features, gathering (B, d_m) blocks costs as much as the product."""
+        """W_m (x_pos - x_neg), (B, d). u.(W x+ + b) - u.(W x- + b) = u.W(x+ - x-): b cancels (it
+        gets no gradient in the authors' code either). With fewer items than triples, projecting
+        every item once is cheaper; otherwise each triple's difference is projected, 256 rows at
+        a time (gathering whole (B, d_m) blocks of 4096-d features costs as much as the product)."""
         x, projection = getattr(self, f"features_{modality}"), self.projections[modality]
+        if self.n_items <= len(pos):
+            projected = projection(x)
+            return projected[pos] - projected[neg]
         return torch.cat([projection(graph.row_difference(x, pos[i:i + 256], neg[i:i + 256]))
                           for i in range(0, len(pos), 256)])

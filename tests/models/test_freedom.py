@@ -71,10 +71,11 @@ def test_freedom_short_run_on_scientific_beats_most_popular(scientific):
     assert result.test["recall@20"] > pop["recall@20"] * 1.2, (result.test["recall@20"], pop["recall@20"])
 
 
-def test_freedom_projection_loss_is_bpr_on_the_projected_features():
+@pytest.mark.parametrize("batch_size", [64, 20])   # more triples than items (30), and fewer
+def test_freedom_projection_loss_is_bpr_on_the_projected_features(batch_size):
     ds = checkerboard()
     model = Trainer(config_for("FREEDOM", dropout=0.0, **TINY), ds).model
-    batch = next(iter(BPRSampler(ds.train.users, ds.train.items, ds.n_items, 64, seed=0)))
+    batch = next(iter(BPRSampler(ds.train.users, ds.train.items, ds.n_items, batch_size, seed=0)))
     parts = model.calculate_loss(batch)
     users, _ = model.forward()
     for m in ("image", "text"):
