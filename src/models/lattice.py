@@ -64,15 +64,13 @@ class LATTICE(GeneralRecommender):
         self.adj_rw = graph.to_torch_csr(adj_rw, self.device)
         self.adj_rw_t = graph.to_torch_csr(adj_rw.T, self.device)
         # Sec. 3.1: the frozen initial graphs S^m, as one edge list tagged by modality
-        rows, cols, values, modality = [], [], [], []
-        for k, m in enumerate(self.modalities):
-            s = self.modality_knn_graph(dataset, m, self.knn_k, weighted=True).tocoo()
-            rows.append(s.row), cols.append(s.col), values.append(s.data), modality.append([k] * s.nnz)
-        as_tensor = lambda parts, dtype: torch.as_tensor(np.concatenate(parts), dtype=dtype)
-        self.register_buffer("initial_rows", as_tensor(rows, torch.int64), persistent=False)
-        self.register_buffer("initial_cols", as_tensor(cols, torch.int64), persistent=False)
-        self.register_buffer("initial_values", as_tensor(values, torch.float32), persistent=False)
-        self.register_buffer("initial_modality", as_tensor(modality, torch.int64), persistent=False)
+        initial = [self.modality_knn_graph(dataset, m, self.knn_k, weighted=True).tocoo() for m in self.modalities]
+        edges = {"rows": [s.row for s in initial], "cols": [s.col for s in initial],
+                 "values": [s.data for s in initial], "modality": [np.full(s.nnz, k) for k, s in enumerate(initial)]}
+        for name, parts in edges.items():
+            dtype = torch.float32 if name == "values" else torch.int64
+            self.register_buffer(f"initial_{name}", torch.as_tensor(np.concatenate(parts), dtype=dtype),
+                                 persistent=False)
 
         self.user_emb = nn.Embedding(self.n_users, self.embedding_size)
         nn.init.xavier_uniform_(self.user_emb.weight)

@@ -1,12 +1,11 @@
 """LATTICE's defining properties: the learned item graph keeps k neighbours per item, lambda_coeff
 mixes it with the initial graph as specified, it is rebuilt (with gradient) once per epoch and once
-per evaluation; and it learns on scientific."""
+per evaluation (learning on scientific: test_learning.py)."""
 import numpy as np
 import pytest
 import torch
 
 from src.common import graph
-from src.common.evaluator import Evaluator, popularity_scores
 from src.common.sampler import BPRSampler
 from src.common.trainer import Trainer
 
@@ -85,11 +84,3 @@ def test_lattice_learning_rate_follows_its_schedule():
     trainer = Trainer(config_for("LATTICE", reg_weight=0.0, learning_rate=1e-3, **TINY), ds)
     trainer.train_epoch(50)
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.96)
-
-
-def test_lattice_short_run_on_scientific_beats_most_popular(scientific):
-    cfg = config_for("LATTICE", reg_weight=0.0, learning_rate=1e-3, epochs=8, stopping_step=100)
-    result = Trainer(cfg, scientific).fit()
-    pop = Evaluator(scientific, ["recall"], [20]).evaluate(popularity_scores(scientific), "test")
-    assert result.history[-1]["bpr"] < result.history[0]["bpr"]
-    assert result.test["recall@20"] > pop["recall@20"] * 1.2, (result.test["recall@20"], pop["recall@20"])
