@@ -9,8 +9,8 @@ Sec. 3.2  degree-sensitive edge pruning: every epoch keep a (1 - dropout) share 
 Sec. 3.3  item = LightGCN item + h; loss = BPR + reg_weight * sum_m BPR(user, W_m x^m_i + b_m)
           (computed as BPR on u.W_m(x+ - x-), where b_m cancels).
 Projections have embedding_size outputs (MMRec's feat_embed_dim, which must equal it, is not a
-key here). With one modality S is that modality's graph. Raw features stay fixed here (MMRec fine-tunes
-them, which only touches the auxiliary loss: scores never read the projections).
+key here). With one modality S is that modality's graph. Raw features stay fixed here (MMRec
+fine-tunes them, which only touches the auxiliary loss: scores never read the projections).
 """
 from dataclasses import dataclass
 

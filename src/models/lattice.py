@@ -40,7 +40,8 @@ class LATTICE(GeneralRecommender):
         cf_model: Literal["lightgcn", "mf"] = "lightgcn"   # the CF backbone h is added to
         n_layers: int = 1               # item–item convolutions on A
         knn_k: int = 10                 # neighbours per item in every kNN graph
-        learning_rate_scheduler: list[float] = field(default_factory=lambda: [0.96, 50.0])  # [g, s]: lr * g^(epoch/s)
+        # [gamma, step]: epoch e trains with learning_rate * gamma^(e / step)
+        learning_rate_scheduler: list[float] = field(default_factory=lambda: [0.96, 50.0])
 
         def __post_init__(self):
             if not 0.0 <= self.lambda_coeff <= 1.0:
@@ -64,9 +65,11 @@ class LATTICE(GeneralRecommender):
         self.adj_rw = graph.to_torch_csr(adj_rw, self.device)
         self.adj_rw_t = graph.to_torch_csr(adj_rw.T, self.device)
         # Sec. 3.1: the frozen initial graphs S^m, as one edge list tagged by modality
-        initial = [self.modality_knn_graph(dataset, m, self.knn_k, weighted=True).tocoo() for m in self.modalities]
+        initial = [self.modality_knn_graph(dataset, m, self.knn_k, weighted=True).tocoo()
+                   for m in self.modalities]
         edges = {"rows": [s.row for s in initial], "cols": [s.col for s in initial],
-                 "values": [s.data for s in initial], "modality": [np.full(s.nnz, k) for k, s in enumerate(initial)]}
+                 "values": [s.data for s in initial],
+                 "modality": [np.full(s.nnz, k) for k, s in enumerate(initial)]}
         for name, parts in edges.items():
             dtype = torch.float32 if name == "values" else torch.int64
             self.register_buffer(f"initial_{name}", torch.as_tensor(np.concatenate(parts), dtype=dtype),

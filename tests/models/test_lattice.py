@@ -20,7 +20,8 @@ def item_graph(model) -> np.ndarray:
 
 
 def build(ds, **overrides):
-    return Trainer(config_for("LATTICE", reg_weight=0.0, learning_rate=1e-3, **{**TINY, **overrides}), ds).model
+    cfg = config_for("LATTICE", reg_weight=0.0, learning_rate=1e-3, **{**TINY, **overrides})
+    return Trainer(cfg, ds).model
 
 
 @pytest.mark.parametrize("modalities", [("image",), ("text",), ("image", "text")])
