@@ -30,8 +30,8 @@ def run(args) -> int:
     config = resolve(None, args.dataset, {**overrides_of(args), "feature_store": "npy"}).first()
     files = dataset_files(config)
     if not files.features:
-        raise DataError(f"dataset {args.dataset!r} has no .npy feature files to convert "
-                        f"(looked for {', '.join(map(str, files.missing.values())) or 'image_feat.npy, text_feat.npy'})")
+        looked = ", ".join(map(str, files.missing.values())) or "image_feat.npy, text_feat.npy"
+        raise DataError(f"dataset {args.dataset!r} has no .npy feature files to convert (looked for {looked})")
     arrays = {}
     for modality, path in files.features.items():
         try:

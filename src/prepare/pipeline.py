@@ -39,6 +39,8 @@ from src.prepare import extract, interactions, raw
 
 logger = logging.getLogger(__name__)
 
+TEXT_FIELDS = ("title", "brand", "categories", "category", "description", "text")
+
 
 @dataclass
 class PrepareConfig:
@@ -56,22 +58,22 @@ class PrepareConfig:
     k_core: int = 5                   # keep users and items with >= k interactions, iterated
     user_core: int = 0                # k for users only (0: k_core)
     item_core: int = 0                # k for items only (0: k_core)
+    # chrono: per user by time | loo: leave one out | random | cold: chrono + items held out of training
     split: Literal["chrono", "loo", "random", "cold"] = "chrono"  # see src/prepare/interactions.py
     split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train:valid:test
     cold_item_share: float = 0.2      # split cold: share of items held out of training
     seed: int = 2024                  # the random and cold splits
     cold_threshold: int = 10          # statistics: items with fewer train interactions are cold
     text_encoder: str = "default"     # default (packaged all-MiniLM-L6-v2), a local folder, or none
-    text_fields: list[str] = field(default_factory=lambda: [
-        "title", "brand", "categories", "category", "description", "text"])  # joined in this order
+    text_fields: list[str] = field(default_factory=lambda: list(TEXT_FIELDS))  # metadata fields joined into the text
     text_batch_size: int = 64         # texts per encoder batch
-    image_model: str = ""             # local weights: TorchScript file, or a state_dict with image_arch
+    image_model: str = ""             # local weights: TorchScript (.pt), exported program (.pt2), or a state_dict
     image_arch: str = ""              # torchvision/timm architecture of a state_dict image_model
     image_dir: str = ""               # folder of the item images (<item id>.jpg, or as metadata names them)
     image_size: int = 224             # centre crop
     image_resize: int = 256           # the shorter side before cropping
     image_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # per RGB channel
-    image_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    image_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])  # per RGB channel
     image_batch_size: int = 32        # images per forward pass
     missing_fill: Literal["zeros", "mean"] = "zeros"  # the row of an item without text / image
     feature_store: Literal["npy", "lmdb"] = "npy"     # lmdb: also write features.lmdb and use it
@@ -122,11 +124,16 @@ def describe_settings() -> str:
     """One line per setting: name, default and the comment of its declaration."""
     import inspect
 
-    comments = {}
+    comments, above = {}, ""
     for line in inspect.getsource(PrepareConfig).splitlines():
-        name, sep, rest = line.strip().partition(":")
+        line = line.strip()
+        if line.startswith("#"):
+            above = line.lstrip("# ")
+            continue
+        name, sep, rest = line.partition(":")
         if sep and "#" in rest and name.isidentifier():
-            comments[name] = rest.split("#", 1)[1].strip()
+            comments[name] = "; ".join(filter(None, [above, rest.split("#", 1)[1].strip()]))
+        above = ""
     lines = []
     for f in dataclasses.fields(PrepareConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
