@@ -13,7 +13,7 @@ import pandas as pd
 
 from src.cli._common import overrides_of
 from src.common.config import resolve
-from src.common.dataset import DataError, dataset_files
+from src.common.dataset import DataError, dataset_files, mapped_npy
 from src.common.feature_store import open_lmdb, write_lmdb
 
 HELP = "build a dataset's LMDB feature store from its .npy feature files (for feature_store: lmdb)"
@@ -32,12 +32,7 @@ def run(args) -> int:
     if not files.features:
         looked = ", ".join(map(str, files.missing.values())) or "image_feat.npy, text_feat.npy"
         raise DataError(f"dataset {args.dataset!r} has no .npy feature files to convert (looked for {looked})")
-    arrays = {}
-    for modality, path in files.features.items():
-        try:
-            arrays[modality] = np.load(path, mmap_mode="r")
-        except (ValueError, OSError) as e:
-            raise DataError(f"{path}: cannot read as a .npy array ({e})") from None
+    arrays = {modality: mapped_npy(path) for modality, path in files.features.items()}
     n_items = config.n_items or _max_item(files.inter, config.item_field) + 1
     for modality, arr in arrays.items():
         if arr.ndim != 2 or arr.shape[0] != n_items:

@@ -7,7 +7,7 @@ from src.cli._common import add_model_dataset, models_of, overrides_of
 from src.common.config import resolve
 from src.common.dataset import load_dataset
 from src.common.results import ResultsStore, leaderboard, markdown_table
-from src.common.search import run_search
+from src.common.search import DATA_KEYS, run_search
 
 HELP = "train model(s) on a dataset, running the YAML grid (default command)"
 logger = logging.getLogger(__name__)
@@ -30,8 +30,7 @@ def run(args) -> int:
     summaries = []
     for space in spaces:
         first = space.first()
-        key = repr({k: first[k] for k in ("data_path", "inter_file", "feature_files", "n_items",
-                                         "cold_threshold", "user_field", "item_field", "split_field")})
+        key = repr({k: first[k] for k in sorted(DATA_KEYS)})  # every key that changes the loaded data
         if key not in datasets:
             datasets[key] = load_dataset(first)
         logger.info("%s on %s: %d run(s) (%s)", first.model, first.dataset, len(space),

@@ -275,7 +275,7 @@ def load_dataset(config) -> Dataset:
     if files.lmdb is not None:  # dataset_files has opened it once already: it reads
         features = {m: s for m, s in open_lmdb(files.lmdb, role="feature").items() if m in files.features}
     else:
-        features = {m: _mapped_npy(path) for m, path in files.features.items()}
+        features = {m: mapped_npy(path) for m, path in files.features.items()}
     if files.missing:
         logger.info("dataset %s: feature file(s) not found, ID-only models still run: %s",
                     config.dataset, ", ".join(str(p) for p in files.missing.values()))
@@ -291,7 +291,8 @@ def load_dataset(config) -> Dataset:
     return ds
 
 
-def _mapped_npy(path: Path) -> np.ndarray:
+def mapped_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` file memory-mapped read-only (rows are read when used)."""
     try:
         return np.load(path, mmap_mode="r")
     except (ValueError, OSError) as e:

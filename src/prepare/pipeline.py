@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,9 @@ from src.prepare import extract, interactions, raw
 logger = logging.getLogger(__name__)
 
 TEXT_FIELDS = ("title", "brand", "categories", "category", "description", "text")
+#: files a run writes only with some settings (removed first when --force re-runs into a folder)
+OPTIONAL_OUTPUTS = ("text_feat.npy", "text_mask.npy", "item_text.tsv", "image_feat.npy", "image_mask.npy",
+                    "features.lmdb")
 
 
 @dataclass
@@ -204,6 +208,9 @@ def prepare(config: PrepareConfig, name: str, data_path: str = "data", force: bo
                             f"interactions to contribute); raise k_core or use more data")
 
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in OPTIONAL_OUTPUTS:  # a forced re-run must not leave features of the previous one behind
+        path = folder / stale
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     written = _write_interactions(folder, name, df, users, items, labels, order_key, user_raw, item_raw)
     n_users, n_items = len(user_raw), len(item_raw)
     stats.update(interactions.split_stats(users, items, labels, n_users, n_items, config.cold_threshold))

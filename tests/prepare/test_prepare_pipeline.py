@@ -108,6 +108,9 @@ def test_image_features_mask_and_dataset_yaml(raw_dir):
     assert "feature_store: npy" in (result.folder / "tiny.yaml").read_text()
     with pytest.raises(ConfigError, match="exists and is not empty.*--force"):
         run_prepare(raw_dir, k_core=3)
+    run_prepare(raw_dir, k_core=3, force=True)                    # no image model this time
+    assert not (result.folder / "image_feat.npy").exists()
+    assert load_dataset(resolve(None, "tiny", {"data_path": str(raw_dir / "data")}).first()).modalities == []
 
 
 def test_lmdb_feature_store_from_prepare(raw_dir):
