@@ -79,8 +79,7 @@ class FeatureStore:
     def tensor(self, device: torch.device | str | None = None,
                batch_rows: int = DEFAULT_BATCH_ROWS) -> torch.Tensor:
         """All rows as one (n_rows, dim) tensor on ``device``, filled one batch at a time."""
-        out = torch.empty(self.shape, dtype=torch.from_numpy(np.empty(0, self.dtype.newbyteorder("="))).dtype,
-                          device=device)
+        out = torch.empty(self.shape, dtype=getattr(torch, self.dtype.name), device=device)
         for start, block in self.batches(batch_rows):
             out[start:start + len(block)] = block.to(device)
         return out
@@ -125,8 +124,6 @@ class LmdbStore(FeatureStore):
         self.path, self.name = Path(path), name
         self.n_rows, self.dim = int(entry["n_rows"]), int(entry["dim"])
         self.dtype = np.dtype(entry["dtype"])
-        self.role = entry.get("role", "feature")
-        self.sha1 = entry.get("sha1", "")
         self._row_bytes = self.dim * self.dtype.itemsize
 
     def _open(self):

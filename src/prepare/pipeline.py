@@ -167,65 +167,35 @@ def prepare(config: PrepareConfig, name: str, data_path: str = "data", force: bo
         import torch
         torch.set_num_threads(config.threads)
 
-    df = raw.read_interactions(config.interactions, config.columns, config.user_column, config.item_column,
-                               config.rating_column, config.time_column)
-    stats: dict[str, Any] = {"raw_interactions": len(df)}
-    df, stats["duplicates_dropped"] = interactions.deduplicate(df)
-    if config.min_rating is not None:
-        if df["rating"].isna().all():
-            raise ConfigError(f"min_rating is set but {config.interactions} has no rating column")
-        before = len(df)
-        df = df[df["rating"] >= config.min_rating].reset_index(drop=True)
-        stats["below_min_rating"] = before - len(df)
-
-    user_codes, _ = interactions.remap(df["user"])
-    item_codes, _ = interactions.remap(df["item"])
-    keep, rounds = interactions.k_core(user_codes, item_codes, config.user_core or config.k_core,
-                                       config.item_core or config.k_core)
-    stats["k_core_rounds"] = len(rounds)
-    stats["k_core_removed_interactions"] = sum(r.interactions for r in rounds)
-    for k, r in enumerate(rounds, 1):
-        logger.info("k-core pass %d: removed %d users, %d items, %d interactions", k, r.users, r.items,
-                    r.interactions)
-    df = df[keep].reset_index(drop=True)
-    if df.empty:
-        raise DataError(f"{config.interactions}: nothing is left after the {config.k_core}-core filter; "
-                        f"lower k_core (or user_core/item_core)")
+    stats: dict[str, Any] = {}
+    df = _filtered_interactions(config, stats)
     users, user_raw = interactions.remap(df["user"])
     items, item_raw = interactions.remap(df["item"])
-
-    if df["timestamp"].isna().all() and config.split in ("chrono", "loo", "cold"):
-        logger.warning("%s has no timestamps: the %s split orders each user's interactions by file line",
-                       config.interactions, config.split)
-    by_time = np.lexsort((df["line"].to_numpy(), df["timestamp"].to_numpy()))
-    order_key = np.empty(len(df), dtype=np.int64)
-    order_key[by_time] = np.arange(len(df))
+    order_key = _time_order(df, config)
     labels, held_out = interactions.split_labels(users, order_key, config.split, config.ratios, items=items,
                                                  cold_item_share=config.cold_item_share, seed=config.seed)
     for label, split in ((1, "valid"), (2, "test")):
         if not (labels == label).any():
             raise DataError(f"the {config.split} split left the {split} split empty (users need >= 3 "
                             f"interactions to contribute); raise k_core or use more data")
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in OPTIONAL_OUTPUTS:  # a forced re-run must not leave features of the previous one behind
-        path = folder / stale
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    written = _write_interactions(folder, name, df, users, items, labels, order_key, user_raw, item_raw)
-    n_users, n_items = len(user_raw), len(item_raw)
-    stats.update(interactions.split_stats(users, items, labels, n_users, n_items, config.cold_threshold))
+    stats.update(interactions.split_stats(users, items, labels, len(user_raw), len(item_raw), config.cold_threshold))
     if config.split == "cold":
         stats["held_out_items"] = len(held_out)
 
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in OPTIONAL_OUTPUTS:  # a forced re-run must not leave features of the previous one behind
+        if (folder / stale).is_dir():
+            shutil.rmtree(folder / stale)
+        (folder / stale).unlink(missing_ok=True)
+    written = _write_interactions(folder, name, df, users, items, labels, order_key, user_raw, item_raw)
     feature_files, notes = _features(config, folder, item_raw, stats, written)
     if config.feature_store == "lmdb":
         if not feature_files:
             raise ConfigError("feature_store: lmdb needs features; give metadata (text) or image_model")
         write_lmdb(folder / "features.lmdb", {m: np.load(folder / f, mmap_mode="r") for m, f in feature_files.items()})
         written.append("features.lmdb/")
-    atomic_write_text(folder / f"{name}.yaml", _dataset_yaml(name, n_items, feature_files, notes, config))
+    atomic_write_text(folder / f"{name}.yaml", _dataset_yaml(name, len(item_raw), feature_files, notes, config))
     atomic_write_text(folder / "prepare.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
-    atomic_write_json(folder / "stats.json", stats)
     written += [f"{name}.yaml", "prepare.yaml", "stats.json"]
 
     # the proof that the framework reads it: load it exactly as training will
@@ -234,6 +204,45 @@ def prepare(config: PrepareConfig, name: str, data_path: str = "data", force: bo
     stats["modalities"] = ds.stats()["modalities"]
     atomic_write_json(folder / "stats.json", stats)
     return Prepared(folder, stats, written)
+
+
+def _filtered_interactions(config: PrepareConfig, stats: dict[str, Any]) -> pd.DataFrame:
+    """Read, drop repeated pairs, apply ``min_rating`` and the iterated k-core."""
+    df = raw.read_interactions(config.interactions, config.columns, config.user_column, config.item_column,
+                               config.rating_column, config.time_column)
+    stats["raw_interactions"] = len(df)
+    df, stats["duplicates_dropped"] = interactions.deduplicate(df)
+    if config.min_rating is not None:
+        if df["rating"].isna().all():
+            raise ConfigError(f"min_rating is set but {config.interactions} has no rating column")
+        before = len(df)
+        df = df[df["rating"] >= config.min_rating].reset_index(drop=True)
+        stats["below_min_rating"] = before - len(df)
+    user_codes, _ = interactions.remap(df["user"])
+    item_codes, _ = interactions.remap(df["item"])
+    keep, rounds = interactions.k_core(user_codes, item_codes, config.user_core or config.k_core,
+                                       config.item_core or config.k_core)
+    for k, r in enumerate(rounds, 1):
+        logger.info("k-core pass %d: removed %d users, %d items, %d interactions", k, r.users, r.items,
+                    r.interactions)
+    stats["k_core_rounds"] = len(rounds)
+    stats["k_core_removed_interactions"] = sum(r.interactions for r in rounds)
+    df = df[keep].reset_index(drop=True)
+    if df.empty:
+        raise DataError(f"{config.interactions}: nothing is left after the {config.k_core}-core filter; "
+                        f"lower k_core (or user_core/item_core)")
+    return df
+
+
+def _time_order(df: pd.DataFrame, config: PrepareConfig) -> np.ndarray:
+    """Each interaction's rank in time (ties and missing timestamps: file order)."""
+    if df["timestamp"].isna().all() and config.split in ("chrono", "loo", "cold"):
+        logger.warning("%s has no timestamps: the %s split orders each user's interactions by file line",
+                       config.interactions, config.split)
+    by_time = np.lexsort((df["line"].to_numpy(), df["timestamp"].to_numpy()))
+    order_key = np.empty(len(df), dtype=np.int64)
+    order_key[by_time] = np.arange(len(df))
+    return order_key
 
 
 def _write_interactions(folder: Path, name: str, df: pd.DataFrame, users, items, labels, order_key,
