@@ -88,9 +88,8 @@ class Dataset:
         self.name = name
         self.n_users, self.n_items = n_users, n_items
         self.train, self.valid, self.test = splits["train"], splits["valid"], splits["test"]
-        self.feature_stores: dict[str, FeatureStore] = {
-            m: f if isinstance(f, FeatureStore) else ArrayStore(m, f) for m, f in features.items()}
-        self.features = FeatureTensors(self.feature_stores, feature_batch_rows)
+        self.feature_batch_rows = feature_batch_rows
+        self.features = features
         self.missing_features = dict(missing_features or {})
         self.cold_threshold = cold_threshold
         self.item_text_path = item_text_path
@@ -129,6 +128,16 @@ class Dataset:
         return cls(name, n_users, n_items, splits, checked, cold_threshold=cold_threshold, **kwargs)
 
     # ------------------------------------------------------------------ views
+    @property
+    def features(self) -> FeatureTensors:
+        """``modality -> (n_items, d)`` float tensor (read in batches when the store is LMDB)."""
+        return FeatureTensors(self.feature_stores, self.feature_batch_rows)
+
+    @features.setter
+    def features(self, features: Mapping[str, torch.Tensor | FeatureStore]) -> None:
+        self.feature_stores: dict[str, FeatureStore] = {
+            m: f if isinstance(f, FeatureStore) else ArrayStore(m, f) for m, f in features.items()}
+
     @property
     def modalities(self) -> list[str]:
         """Modalities with features, in a fixed order (image before text)."""

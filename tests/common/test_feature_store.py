@@ -106,3 +106,10 @@ def test_model_trained_from_lmdb_gets_the_npy_metrics(tmp_path):
         results.append(Trainer(cfg, load_dataset(cfg)).fit())
     assert results[0].valid == results[1].valid and results[0].test == results[1].test
     assert [h["bpr"] for h in results[0].history] == [h["bpr"] for h in results[1].history]
+
+
+def test_assigning_dataset_features_replaces_the_stores():
+    ds = checkerboard(n_users=10, n_items=8, dims=3)
+    ds.features = {"text": torch.ones(8, 2)}                  # as the benchmark does for featureless data
+    assert ds.modalities == ["text"] and ds.feature_stores["text"].shape == (8, 2)
+    assert torch.equal(ds.features["text"], torch.ones(8, 2))
