@@ -8,7 +8,7 @@ from src.common.config import resolve
 from src.common.dataset import load_dataset
 from src.common.results import ResultsStore, leaderboard, markdown_table
 from src.common.runs import ensure_test_topk
-from src.common.search import run_search
+from src.common.search import DATA_KEYS, run_search
 from src.common.topk import run_topk_path
 
 HELP = "train model(s) on a dataset, running the YAML grid (default command)"
@@ -38,8 +38,7 @@ def run(args) -> int:
     summaries = []
     for space in spaces:
         first = space.first()
-        key = repr({k: first[k] for k in ("data_path", "inter_file", "feature_files", "n_items",
-                                         "cold_threshold", "user_field", "item_field", "split_field")})
+        key = repr({k: first[k] for k in sorted(DATA_KEYS)})  # every key that changes the loaded data
         if key not in datasets:
             datasets[key] = load_dataset(first)
         logger.info("%s on %s: %d run(s) (%s)", first.model, first.dataset, len(space),

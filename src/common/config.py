@@ -28,7 +28,7 @@ from typing import Any, Iterator, Literal, Mapping
 
 import yaml
 
-from src.common.paths import CONFIG_DIR, ROOT
+from src.common.paths import CONFIG_DIR, ROOT, from_root
 
 
 class ConfigError(ValueError):
@@ -105,6 +105,14 @@ class DatasetConfig:
     feature_help: str = ""               # how to get missing feature files (shown in errors)
     item_text_file: str = ""             # optional itemID -> text table, for inspecting codes
     n_items: int = 0                     # catalogue size; 0 = max item id + 1
+    # npy: feature files read into memory (default); lmdb: rows read from an LMDB store on demand
+    feature_store: Literal["npy", "lmdb"] = "npy"
+    lmdb_path: str = "features.lmdb"     # the LMDB store, relative to the dataset folder
+    feature_batch_rows: int = 65536      # rows per read when a model needs all rows of the store
+
+    def __post_init__(self):
+        if self.feature_batch_rows <= 0:
+            raise ValueError(f"feature_batch_rows must be positive, got {self.feature_batch_rows}")
 
 
 Section = type  # a dataclass type
@@ -342,9 +350,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def dataset_yaml(name: str) -> Path | None:
+def dataset_yaml(name: str, data_path: str | Path = "data") -> Path | None:
+    """The dataset's config layer: ``src/configs/dataset/<name>.yaml`` if there is one, else the
+    ``<data_path>/<name>/<name>.yaml`` that ``python main.py prepare`` writes beside the data."""
     path = CONFIG_DIR / "dataset" / f"{name}.yaml"
-    return path if path.exists() else None
+    if path.exists():
+        return path
+    prepared = from_root(data_path) / name / f"{name}.yaml"
+    return prepared if prepared.exists() else None
 
 
 def known_datasets() -> list[str]:
@@ -408,11 +421,13 @@ def resolve(model: str | None, dataset: str, overrides: Mapping[str, Any] | None
         sections[f"model {model_cls.__name__}"] = model_cls.Params
     schema = Schema(sections)
 
-    layers: list[tuple[str, dict[str, Any]]] = [(_rel(CONFIG_DIR / "overall.yaml"), load_yaml(CONFIG_DIR / "overall.yaml"))]
-    ds_path = dataset_yaml(dataset)
+    overall = load_yaml(CONFIG_DIR / "overall.yaml")
+    layers: list[tuple[str, dict[str, Any]]] = [(_rel(CONFIG_DIR / "overall.yaml"), overall)]
+    data_path = (overrides or {}).get("data_path") or overall.get("data_path") or DatasetConfig.data_path
+    ds_path = dataset_yaml(dataset, str(data_path))
     if ds_path is not None:
         layers.append((_rel(ds_path), load_yaml(ds_path)))
-    elif dataset not in known_datasets():
+    elif dataset not in known_datasets() and not (from_root(data_path) / dataset / f"{dataset}.inter").exists():
         raise ConfigError(f"unknown dataset {dataset!r}: no src/configs/dataset/{dataset}.yaml and no "
                           f"data/{dataset}/{dataset}.inter. Known datasets: {', '.join(known_datasets())}")
     model_yaml = CONFIG_DIR / "model" / f"{model_cls.__name__}.yaml" if model_cls else None
