@@ -127,11 +127,15 @@ class RayExecutor:
                 path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
                 ray.init(address="local", num_cpus=max(1, workers) * cpus_per_trial, include_dashboard=False,
                          runtime_env={"env_vars": {"PYTHONPATH": path}}, **common)
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        resources = ray.cluster_resources()
+        cpus, gpus = int(resources.get("CPU", 0)), float(resources.get("GPU", 0))
+        if cpus < cpus_per_trial or gpus < gpus_per_trial:  # such a task would wait forever
+            self.close()
+            raise ConfigError(f"cpus_per_trial={cpus_per_trial}, gpus_per_trial={gpus_per_trial:g}: the Ray "
+                              f"cluster has only {cpus} CPU(s) and {gpus:g} GPU(s)")
         self.parallelism = workers or max(1, cpus // cpus_per_trial)
         logger.info("Ray: %d CPU(s)%s, %d trial(s) at once, %d CPU(s) per trial", cpus,
-                    f", {ray.cluster_resources().get('GPU', 0):g} GPU(s)" if gpus_per_trial else "",
-                    self.parallelism, cpus_per_trial)
+                    f", {gpus:g} GPU(s)" if gpus_per_trial else "", self.parallelism, cpus_per_trial)
         self._task = ray.remote(_train_on_worker).options(
             num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries, retry_exceptions=False)
         self._dataset_refs: dict[int, Any] = {}

@@ -112,3 +112,13 @@ def test_shared_scheduler_is_one_object_for_all_workers(executor):
     asha = executor.shared(Asha(grace=1, reduction=2))
     assert not asha.should_stop("a", 1, 0.9)
     assert asha.should_stop("b", 1, 0.1)
+
+
+def test_resources_the_cluster_lacks_are_an_error_not_a_hang(executor):
+    from src.common.executors import RayExecutor
+
+    with pytest.raises(ConfigError, match="cpus_per_trial=3.*only 2 CPU"):
+        RayExecutor(workers=1, cpus_per_trial=3)
+    with pytest.raises(ConfigError, match="gpus_per_trial=1.*0 GPU"):
+        RayExecutor(workers=1, gpus_per_trial=1)
+    assert ray.is_initialized()  # the module's instance, which it did not start, keeps running

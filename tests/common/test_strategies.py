@@ -55,11 +55,13 @@ def test_tpe_runs_distinct_configs_and_a_resumed_search_proposes_the_same(tmp_pa
     assert (again.finished, again.skipped) == (0, 4) and swept(again) == swept(s)
 
 
-def test_random_and_tpe_need_n_trials():
+def test_search_keys_are_validated():
     with pytest.raises(ConfigError, match="search: random needs n_trials"):
         resolve("BPR", "scientific", {"search": "random"})
     with pytest.raises(ConfigError, match="expected one of"):
         resolve("BPR", "scientific", {"search": "bayes", "n_trials": 3})
+    with pytest.raises(ConfigError, match="ray_address must be auto, ray://host:port"):
+        resolve("BPR", "scientific", {"ray_address": "myhost"})
 
 
 def test_execution_keys_do_not_change_the_run_id(tmp_path):
