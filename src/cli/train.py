@@ -11,7 +11,9 @@ from src.common.config import resolve
 from src.common.dataset import load_dataset
 from src.common.executors import executor_for
 from src.common.results import ResultsStore, leaderboard, markdown_table
+from src.common.runs import ensure_test_topk
 from src.common.search import check_space, run_search
+from src.common.topk import run_topk_path
 
 HELP = "train model(s) on a dataset, running the YAML grid (default command)"
 logger = logging.getLogger(__name__)
@@ -27,6 +29,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ray-address", metavar="ADDR",
                         help="run the trials on a running Ray cluster: auto (on a node of it) or "
                              "ray://HEAD:10001 (needs ray; sets ray_address)")
+    parser.add_argument("--save-topk", type=int, metavar="K",
+                        help="write every test user's top-K (train+valid items masked) to "
+                             "<run dir>/test_top<K>.tsv, to recompute the test metrics independently "
+                             "(same as --set save_topk=K)")
 
 
 def run(args) -> int:
@@ -36,6 +42,8 @@ def run(args) -> int:
     for key, value in (("workers", args.workers), ("ray_address", args.ray_address)):
         if value is not None:
             overrides[key] = value
+    if args.save_topk is not None:
+        overrides["save_topk"] = args.save_topk
     models = models_of(args)
     spaces = [resolve(m, args.dataset, overrides) for m in models]  # validate all before training any
     for space in spaces:
@@ -64,7 +72,13 @@ def _train_all(spaces, executor, force: bool):
         logger.info("%s on %s: %s", first.model, first.dataset, plan(space))
         summary = run_search(space, datasets[key], executor=executor, force=force)
         summaries.append(summary)
+        if first.save_topk:
+            save_missing_topk(summary, first, datasets[key])
         print(report(summary, first))
+        if first.save_topk and summary.best:
+            best = summary.best[0]
+            run_dir = ResultsStore(first.results_dir, first.dataset).root / best["model"] / best["run_id"]
+            print(f"test top-{first.save_topk} of every test user: {run_topk_path(run_dir, first.save_topk)}")
     return summaries, datasets
 
 
@@ -77,6 +91,16 @@ def plan(space) -> str:
         return f"{len(space)} run(s) ({grid}{seeds})"
     n = min(space.base["n_trials"], space.n_points)
     return f"{search} search, {n} of {space.n_points} configs ({grid}){seeds}"
+
+
+def save_missing_topk(summary, config, dataset) -> None:
+    """Runs that had finished before without ``save_topk`` get their test top-K from the checkpoint."""
+    store = ResultsStore(config.results_dir, config.dataset)
+    for record in summary.records:
+        run_dir = store.root / record["model"] / record["run_id"]
+        if record.get("status") == "finished" and (run_dir / "model.pt").exists():
+            ensure_test_topk(run_dir, config.save_topk, dataset=dataset, threads=config.threads,
+                             device=config.device, show_progress=config.show_progress)
 
 
 def report(summary, config) -> str:

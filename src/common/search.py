@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from src.common.config import EXECUTION_KEYS, Config, ConfigError, ConfigSpace, DatasetConfig
 from src.common.dataset import DataError, Dataset, load_dataset
 from src.common.extras import require
+from src.common.recommender import get_model_class
 from src.common.results import ResultsStore, best_per_label, make_record, run_id_for
 from src.common.strategies import Asha, make_strategy
 from src.common.trainer import Trainer, TrainResult
@@ -150,6 +151,9 @@ def run_search(space: ConfigSpace, dataset: Dataset | None = None, executor: Exe
     check_space(space)
     first = space.first()
     dataset = dataset if dataset is not None else load_dataset(first)
+    needs = get_model_class(first.model).required_modalities
+    if needs != ():  # fail before any run folder is written, not inside every trial
+        dataset.require_features(first.model, None if needs is None else list(needs))
     store = ResultsStore(first.results_dir, first.dataset)
     strategy = make_strategy(space, getattr(executor, "parallelism", 1))
     scheduler = None
@@ -171,7 +175,7 @@ def run_search(space: ConfigSpace, dataset: Dataset | None = None, executor: Exe
             bar.update(skipped)
             with contextlib.closing(iter(executor(list(pending.values()), dataset))) as outcomes:
                 for trial, outcome in outcomes:
-                    record = _record(trial, outcome, dataset.fingerprint, summary)
+                    record = _record(trial, outcome, dataset, summary)
                     store.write_config(trial.run_dir, trial.config)
                     store.write(trial.run_dir, record)  # at once, atomically: a kill loses only runs in flight
                     records[trial.run_id] = record
@@ -224,12 +228,12 @@ def _plan(space, points, fingerprint, store, records, force, also_done, schedule
     return run_ids, pending, skipped
 
 
-def _record(trial: Trial, outcome: Outcome, fingerprint: str, summary: SearchSummary) -> dict[str, Any]:
+def _record(trial: Trial, outcome: Outcome, dataset: Dataset, summary: SearchSummary) -> dict[str, Any]:
     if isinstance(outcome, BaseException):
         summary.failed += 1
-        return make_record(trial.config, fingerprint, trial.run_id, status="failed",
+        return make_record(trial.config, dataset.fingerprint, trial.run_id, status="failed",
                            error=f"{type(outcome).__name__}: {outcome}")
-    record = make_record(trial.config, fingerprint, trial.run_id, outcome)
+    record = make_record(trial.config, dataset.fingerprint, trial.run_id, outcome, dataset=dataset)
     if record["status"] == "pruned":
         summary.pruned += 1
     else:
