@@ -8,8 +8,9 @@ outcome arrives, and picks the best config by the mean *valid* metric over seeds
 An executor is a callable ``(trials, dataset) -> iterator of (trial, TrainResult | exception)``
 with two attributes: ``parallelism`` (runs it does at once) and ``shared(obj)`` (a handle to
 ``obj`` that trials can call from wherever they run, e.g. the ASHA scheduler). :data:`in_process`
-runs trials one by one here; :class:`src.common.executors.RayExecutor` runs them on Ray. Executors
-never write records: this driver is the only writer of the results store.
+runs trials one by one here; :class:`src.common.executors.RayExecutor` runs them on Ray and writes
+the files a worker sends back (checkpoint, log) into the run folder from this process. Records are
+written here only: the driver process is the only writer of the results store.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from tqdm.auto import tqdm
 
@@ -126,8 +127,18 @@ class InProcess:
         return obj
 
 
+class Executor(Protocol):
+    """Runs trials somewhere and yields each one's outcome as soon as it is known."""
+
+    parallelism: int   # trials it runs at once
+
+    def __call__(self, trials: list[Trial], dataset: Dataset) -> Iterator[tuple[Trial, Outcome]]: ...
+
+    def shared(self, obj: Any) -> Any:
+        """A handle to ``obj`` whose methods trials can call from wherever they run."""
+
+
 in_process = InProcess()
-Executor = Callable[[list[Trial], Dataset], Iterator[tuple[Trial, Outcome]]]
 
 
 def check_space(space: ConfigSpace) -> None:
@@ -155,7 +166,7 @@ def run_search(space: ConfigSpace, dataset: Dataset | None = None, executor: Exe
     if needs != ():  # fail before any run folder is written, not inside every trial
         dataset.require_features(first.model, None if needs is None else list(needs))
     store = ResultsStore(first.results_dir, first.dataset)
-    strategy = make_strategy(space, getattr(executor, "parallelism", 1))
+    strategy = make_strategy(space, executor.parallelism)
     scheduler = None
     if first.scheduler == "asha":
         scheduler = executor.shared(Asha(first.asha_grace, first.asha_reduction))
