@@ -128,6 +128,11 @@ class Dataset:
                    for m, f in (features or {}).items()}
         return cls(name, n_users, n_items, splits, checked, cold_threshold=cold_threshold, **kwargs)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. into Ray's object store) without the derived caches: they hold torch
+        sparse tensors and are rebuilt, once, where the dataset is used."""
+        return dict(self.__dict__, _cache={})
+
     # ------------------------------------------------------------------ views
     @property
     def features(self) -> FeatureTensors:
