@@ -92,7 +92,9 @@ def pq_tokens(features: torch.Tensor, subspaces: int, codebook_size: int, n_iter
 
     def fit() -> dict[str, torch.Tensor]:
         t0 = time.perf_counter()
-        pq = ProductQuantizer(subspaces, codebook_size, features.shape[1]).fit(features, seed=seed, n_iter=n_iter)
+        with torch.random.fork_rng(devices=[]):   # fitting or loading must leave the run's RNG alone
+            pq = ProductQuantizer(subspaces, codebook_size, features.shape[1])
+            pq.fit(features, seed=seed, n_iter=n_iter)
         codes = pq.encode(features)
         logger.info("MOTOR: product-quantised %s (%d x %d) into %d x %d tokens in %.1fs",
                     name, *features.shape, subspaces, codebook_size, time.perf_counter() - t0)
