@@ -15,11 +15,10 @@ Recommendation", 2024), in three steps:
    Fitted once per dataset and cached on disk, keyed by the feature bytes and the settings.
 2. Token embeddings: one learnable table of M*K rows per modality (sub-space j owns rows
    [jK, (j+1)K)); item i's tokens are looked up: E_i in R^{T x d}, T = M x #modalities.
-3. Token Cross Network (Sec. 3.3): L blocks that cross the tokens (a token-axis MLP, mixing
-   the T tokens per embedding channel) and the channels (an embedding-axis MLP per token), each
-   with a residual and LayerNorm, then mean pooling over the tokens: e_i in R^d. The
-   modal-agnostic variant crosses all T tokens together; the modal-specific one runs one network
-   per modality and averages their outputs.
+3. Token Cross Network (Sec. 3.3): L blocks that cross the tokens (a residual token-axis MLP
+   mixing the T tokens per embedding channel), mean pooling over the tokens, then a residual
+   channel MLP crossing the embedding dimensions: e_i in R^d. The modal-agnostic variant crosses
+   all T tokens together; the modal-specific one runs one network per modality and averages.
 
 e_i replaces the host's ID embedding; no loss is added. Parameters: #modalities*M*K*d for the
 tables plus the network — independent of the number of items.
@@ -130,20 +129,17 @@ def item_tokens(config, dataset) -> dict[str, torch.Tensor]:
 
 # ----------------------------------------------------------------------------- step 3: crossing
 class TokenCrossBlock(nn.Module):
-    """One crossing block on X (B, T, d), pre-norm residual MLPs along each axis:
-    X <- X + W2 gelu(W1 LN(X)^T)^T   (token crossing: T -> 2T -> T, per channel)
-    X <- X + gelu(LN(X) V1) V2       (channel crossing: d -> d -> d, per token)
-    """
+    """One token-crossing block on X (B, T, d): a pre-norm residual MLP along the token axis,
+    X <- X + W2 gelu(W1 LN(X)^T)^T  (T -> T -> T), the same weights for every embedding channel,
+    so each output token is a learned non-linear combination of all T tokens of the item."""
 
     def __init__(self, n_tokens: int, dim: int, dropout: float = 0.0):
         super().__init__()
-        self.token_norm, self.channel_norm = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.token_mlp = _mlp(n_tokens, 2 * n_tokens, dropout)
-        self.channel_mlp = _mlp(dim, dim, dropout)
+        self.norm = nn.LayerNorm(dim)
+        self.token_mlp = _mlp(n_tokens, n_tokens, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.token_mlp(self.token_norm(x).transpose(1, 2)).transpose(1, 2)
-        return x + self.channel_mlp(self.channel_norm(x))
+        return x + self.token_mlp(self.norm(x).transpose(1, 2)).transpose(1, 2)
 
 
 def _mlp(width: int, hidden: int, dropout: float) -> nn.Sequential:
@@ -151,14 +147,19 @@ def _mlp(width: int, hidden: int, dropout: float) -> nn.Sequential:
 
 
 class TokenCrossNetwork(nn.Module):
-    """L crossing blocks, then the mean over the tokens: (B, T, d) -> (B, d)."""
+    """(B, T, d) -> (B, d): L token-crossing blocks, the mean over the tokens, then channel crossing
+    e <- e + V2 gelu(V1 LN(e)) (d -> d -> d) on the pooled vector. With L = 0: the plain mean of
+    the token embeddings (no network). Channels are crossed after pooling, not per token: the
+    same expressiveness per item at 1/T of the cost."""
 
     def __init__(self, n_tokens: int, dim: int, layers: int, dropout: float = 0.0):
         super().__init__()
         self.blocks = nn.Sequential(*(TokenCrossBlock(n_tokens, dim, dropout) for _ in range(layers)))
+        self.channel = nn.Sequential(nn.LayerNorm(dim), _mlp(dim, dim, dropout)) if layers else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x).mean(1)
+        pooled = self.blocks(x).mean(1)
+        return pooled if self.channel is None else pooled + self.channel(pooled)
 
 
 # ----------------------------------------------------------------------------- the representation
@@ -169,16 +170,19 @@ class MotorRepresentation(nn.Module):
     (n_items, dim) or (len(items), dim). The item -> row indices are buffers, so a checkpoint
     carries the tokenisation its tables were trained with.
 
-    Speed: hosts often ask for all items (``rep()``) and then for the batch's rows (``rep(pos)``,
+    Speed: hosts ask for all items (``rep()``) and/or for the batch's rows (``rep(pos)``,
     ``rep(neg)``) in one training step. The last all-items output is remembered until a parameter
-    changes, the grad mode or train/eval mode changes, or a backward pass goes through it, and the
-    rows are taken from it (same values, same graph); otherwise each distinct item is encoded once.
+    changes, the grad mode or train/eval mode changes, or a backward pass goes through it, and
+    rows are taken from it (same values, same graph). A request for many rows without a valid
+    memo encodes all items once (the next request reuses it); a small one encodes its distinct
+    items only.
     """
 
     def __init__(self, tokens: dict[str, torch.Tensor], codebook_size: int, dim: int,
                  fusion: str = "agnostic", layers: int = 1, dropout: float = 0.0):
         super().__init__()
         self.modalities, self.fusion = list(tokens), fusion
+        self.n_items = next(iter(tokens.values())).shape[0]
         self.token_emb = nn.ModuleDict()
         for m, codes in tokens.items():
             n_sub = codes.shape[1]
@@ -218,10 +222,12 @@ class MotorRepresentation(nn.Module):
             if out.requires_grad:
                 out.register_hook(self._forget)   # backward frees this graph: never hand it out again
             return out
-        if self._memo is not None and self._memo[0] == self._state():
-            return self._memo[1][items]
-        unique, inverse = torch.unique(items, return_inverse=True)
-        return self.encode(unique)[inverse]
+        if self._memo is None or self._memo[0] != self._state():
+            unique, inverse = torch.unique(items, return_inverse=True)
+            if 4 * len(unique) < self.n_items:      # few rows: encode only those
+                return self.encode(unique)[inverse]
+            self.forward()                          # many rows: encode all once, share it
+        return self._memo[1][items]
 
     def _state(self) -> tuple:
         return torch.is_grad_enabled(), self.training, tuple(p._version for p in self.parameters())
