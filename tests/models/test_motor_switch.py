@@ -3,14 +3,13 @@ from ``item_representation`` keep their scoring interface (one finite step, (B, 
 same seed same scores, state_dict round trip) and hold no per-item table any more; models that
 do not use one refuse the switch with a clear error instead of silently ignoring it."""
 import pytest
-import torch
 
 from src.common.config import ConfigError
 from src.common.recommender import model_names
 from src.common.trainer import build_model
 
 from tests.conftest import checkerboard
-from tests.models.test_contract import one_step, tiny_config
+from tests.models.test_contract import assert_scoring_contract, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -38,20 +37,4 @@ def test_motor_switch_keeps_the_scoring_interface(name, cache):
     per_item = [n for n, p in model.named_parameters() if p.shape[0] == ds.n_items]
     assert not per_item, f"item-sized parameters left with item_representation=motor: {per_item}"
 
-    parts = one_step(model, ds)
-    assert parts and all(torch.isfinite(v) for v in parts.values())
-    users = torch.tensor([0, 3, 5])
-    model.eval()
-    with torch.no_grad():
-        scores = model.full_sort_predict(users)
-    assert scores.shape == (3, ds.n_items) and torch.isfinite(scores).all()
-
-    again = build_model(cfg, ds)
-    one_step(again, ds)
-    again.eval()
-    fresh = build_model(cfg.replace(seed=cfg.seed + 1), ds)
-    fresh.load_state_dict(model.state_dict())
-    fresh.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(again.full_sort_predict(users), scores)
-        torch.testing.assert_close(fresh.full_sort_predict(users), scores)
+    assert_scoring_contract(model, cfg, ds)
