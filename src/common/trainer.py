@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from src.common.evaluator import Evaluator, default_views, degree_buckets
 from src.common.recommender import get_model_class, resolve_device
+from src.common.results import default_label
 from src.common.sampler import BPRSampler
 from src.common.storage import atomic_torch_save
 
@@ -136,8 +137,9 @@ class Trainer:
         best_score, best_epoch, best_state, bad_evals = -math.inf, -1, None, 0
         best_valid: dict[str, float] = {}
         epoch_times, eval_times, history = [], [], []
-        logger.info("model %s: %d trainable parameters, device %s, %d threads",
-                    cfg.model, self.model.n_parameters(), self.device, torch.get_num_threads())
+        logger.info("model %s: %d trainable parameters (item representation: %s), device %s, %d threads",
+                    cfg.label or default_label(cfg), self.model.n_parameters(), cfg.item_representation,
+                    self.device, torch.get_num_threads())
         bar = tqdm(range(cfg.epochs), desc=f"{cfg.model}", unit="ep", disable=not cfg.show_progress,
                    leave=False, dynamic_ncols=True)
         epoch = -1
