@@ -1,7 +1,12 @@
 """The degree-bucket report: ID vs MOTOR of one host, as a table and a PNG."""
+from src.cli import build_parser
 from src.common.results import bucket_table
 
-from tests.test_cli import run
+def main(argv):
+    """A command in this process, without main()'s logging setup (pytest owns the handlers)."""
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
 
 BUCKETS = ["deg0", "deg1-4", "deg5-9", "deg10-19", "deg20+"]
 
@@ -23,17 +28,20 @@ def test_bucket_table_takes_each_labels_best_valid_run_and_skips_runs_without_bu
     assert table["LightGCN recall@20"].tolist() == [0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5]
 
 
-def test_buckets_command_compares_id_and_motor(tmp_path):
-    common = ["--set", f"results_dir={tmp_path}", f"cache_dir={tmp_path}", "threads=1", "epochs=2",
-              "reg_weight=0.1", "--no-progress"]
-    run("-m", "BPR", "-d", "scientific", *common)
-    run("-m", "BPR", "-d", "scientific", *common[:-1], "item_representation=motor", "pq_codebook_size=16", "--no-progress")
-    out = run("buckets", "-d", "scientific", "-m", "BPR", "--set", f"results_dir={tmp_path}")
-    header = next(line for line in out.stdout.splitlines() if line.startswith("| bucket |"))
-    assert "| BPR recall@20 |" in header and "| MOTOR-BPR recall@20 |" in header and "MOTOR-BPR ndcg@20" in out.stdout
-    assert "| deg1-4 |" in out.stdout and "| all |" in out.stdout
+def test_buckets_command_compares_id_and_motor(tmp_path, capsys):
+    common = ["--set", f"results_dir={tmp_path}", f"cache_dir={tmp_path}", "threads=1", "epochs=1",
+              "reg_weight=0.1", "show_progress=false"]
+    assert main(["train", "-m", "BPR", "-d", "scientific", *common]) == 0
+    assert main(["train", "-m", "BPR", "-d", "scientific", *common, "item_representation=motor", "pq_codebook_size=16"]) == 0
+    capsys.readouterr()
+    assert main(["buckets", "-d", "scientific", "-m", "BPR", "--set", f"results_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("| bucket |"))
+    assert "| BPR recall@20 |" in header and "| MOTOR-BPR recall@20 |" in header
+    assert "| deg1-4 |" in out and "| all |" in out
     png = tmp_path / "scientific" / "buckets-BPR.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "scientific" / "buckets-BPR.csv").exists()
-    board = run("leaderboard", "-d", "scientific", "--set", f"results_dir={tmp_path}")
-    assert "| BPR |" in board.stdout and "| MOTOR-BPR |" in board.stdout
+    assert main(["leaderboard", "-d", "scientific", "--set", f"results_dir={tmp_path}"]) == 0
+    board = capsys.readouterr().out
+    assert "| BPR |" in board and "| MOTOR-BPR |" in board
