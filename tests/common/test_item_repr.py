@@ -31,8 +31,10 @@ def test_pq_tokens_are_each_subvectors_nearest_centroid(tmp_path):
 
 def test_items_with_identical_features_get_identical_tokens_and_vectors(tmp_path):
     ds = checkerboard()
-    for m in ds.features:
-        ds.features[m][7] = ds.features[m][3]
+    features = {m: ds.features[m].clone() for m in ds.modalities}
+    for f in features.values():
+        f[7] = f[3]
+    ds.features = features
     cfg = motor_config(tmp_path)
     tokens = item_tokens(cfg, ds)
     for codes in tokens.values():
