@@ -236,7 +236,10 @@ def bucket_table(records: list[dict[str, Any]], buckets: list[str], metrics: lis
         records = [r for r in records if r["model"].lower() in wanted or r["label"].lower() in wanted]
     rows: dict[str, dict[str, Any]] = {b: {"bucket": b} for b in [*buckets, "all"]}
     labels = []
-    for label, runs in sorted(best_per_label(records).items(), key=lambda kv: (kv[1][0]["model"], kv[0])):
+    # each host's ID label first, then MOTOR-<host>
+    by_host = sorted(best_per_label(records).items(),
+                     key=lambda kv: (kv[1][0]["model"], kv[0] != kv[1][0]["model"], kv[0]))
+    for label, runs in by_host:
         if any(f"{buckets[0]}/{metrics[0]}" not in r["test"] for r in runs):
             logger.warning("%s (run %s) has no degree-bucket metrics: it was trained before they were "
                            "recorded; re-run it with --force to include it", label, runs[0]["run_id"])
