@@ -52,6 +52,13 @@ class ItemReprConfig:
     motor_layers: int = 1            # MOTOR: Token Cross Network blocks (0 = mean of token embeddings)
     motor_dropout: float = 0.0       # MOTOR: dropout inside the Token Cross Network
 
+    @staticmethod
+    def inactive_keys(values) -> set[str]:
+        """MOTOR's settings do not change a run with ID embeddings: keep them out of its run id."""
+        if values.get("item_representation", "id") == "id":
+            return {f for f in ItemReprConfig.__dataclass_fields__ if f != "item_representation"}
+        return set()
+
     def __post_init__(self):
         for name in ("pq_subspaces", "pq_iterations"):
             if getattr(self, name) < 1:
