@@ -163,7 +163,8 @@ _SECTIONS: dict[str, Section] = {"run": RunConfig, "search": SearchConfig, "data
 
 def register_section(name: str):
     """Class decorator: declare an extra group of keys shared by all models (e.g. the item
-    representation)."""
+    representation). A section may define ``inactive_keys(values) -> set[str]``: keys that do not
+    affect a run with these values (kept out of its run identity, so changing them re-runs nothing)."""
     def decorate(schema: Section) -> Section:
         _SECTIONS[name] = schema
         return schema
@@ -351,6 +352,9 @@ class Config(Mapping):
     def identity(self) -> str:
         """A hash of every value that changes what a run computes (not its bookkeeping)."""
         ignored = EXECUTION_KEYS | {"label", "hyper_parameters", "save_checkpoint", "save_topk"}
+        for section in _SECTIONS.values():
+            if hasattr(section, "inactive_keys"):
+                ignored = ignored | section.inactive_keys(self._values)
         payload = {k: v for k, v in sorted(self._values.items()) if k not in ignored}
         return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -40,6 +40,14 @@ def degree_buckets(item_degree: np.ndarray, edges: tuple[int, ...] = (1, 5, 10, 
     return views
 
 
+def default_views(dataset) -> dict[str, np.ndarray]:
+    """``cold`` items, and ``zero`` (no train interaction) when the valid or test split has any."""
+    views = {"cold": dataset.cold_items}
+    if dataset.zero_items[dataset.test.items].any() or dataset.zero_items[dataset.valid.items].any():
+        views["zero"] = dataset.zero_items
+    return views
+
+
 class Evaluator:
     """Scores a split of a dataset: ``evaluate(score_fn, 'valid' | 'test') -> {metric: value}``."""
 
@@ -52,9 +60,7 @@ class Evaluator:
         self.batch_size, self.device = batch_size, torch.device(device)
         self.n_items = dataset.n_items
         if views is None:
-            views = {"cold": dataset.cold_items}
-            if dataset.zero_items[dataset.test.items].any() or dataset.zero_items[dataset.valid.items].any():
-                views["zero"] = dataset.zero_items
+            views = default_views(dataset)
         self.views = {name: torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device)
                       for name, mask in views.items()}
         n_u, n_i = dataset.n_users, dataset.n_items

@@ -97,6 +97,8 @@ class GeneralRecommender(nn.Module):
 
     #: modalities the model needs all of; None = any one is enough; () = an ID-only model
     required_modalities: tuple[str, ...] | None = ()
+    #: set when the model asks for ``item_representation`` (checked by ``check_item_representation``)
+    uses_item_representation: bool = False
 
     def __init__(self, config, dataset):
         super().__init__()
@@ -141,6 +143,7 @@ class GeneralRecommender(nn.Module):
     def item_representation(self, dataset, dim: int) -> nn.Module:
         """The module giving item vectors (ID table, or MOTOR tokens by config): call it as
         ``rep()`` for all items (n_items, dim) or ``rep(items)`` for some."""
+        self.uses_item_representation = True
         return build_item_representation(self.config, dataset, dim)
 
     # ------------------------------------------------------------------ model API
@@ -239,6 +242,14 @@ class GeneralRecommender(nn.Module):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         self._cached_output = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def check_item_representation(self) -> None:
+        """Refuse a non-default ``item_representation`` on a model that never asked for one (it
+        would silently train with its own item vectors)."""
+        kind = self.config.item_representation
+        if kind != "id" and not self.uses_item_representation:
+            raise ConfigError(f"item_representation: {kind} does not apply to {type(self).__name__}: it "
+                              f"does not take its item vectors from item_representation (use id)")
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

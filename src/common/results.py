@@ -219,3 +219,35 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f", with_std: bool = Tru
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- degree buckets
+def bucket_table(records: list[dict[str, Any]], buckets: list[str], metrics: list[str],
+                 models: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Test metrics per item-degree bucket (the views ``deg0/``, ``deg1-4/``, ... the trainer
+    records) for the best config of each label by valid metric, mean over its seeds.
+
+    Returns (a frame with one row per bucket plus ``all`` and columns ``<label> <metric>`` and
+    ``test users``, the labels shown). Labels whose best runs lack bucket metrics (trained before
+    they were recorded) are left out with a warning.
+    """
+    if models:
+        wanted = {m.lower() for m in models}
+        records = [r for r in records if r["model"].lower() in wanted or r["label"].lower() in wanted]
+    rows: dict[str, dict[str, Any]] = {b: {"bucket": b} for b in [*buckets, "all"]}
+    labels = []
+    # each host's ID label first, then MOTOR-<host>
+    by_host = sorted(best_per_label(records).items(),
+                     key=lambda kv: (kv[1][0]["model"], kv[0] != kv[1][0]["model"], kv[0]))
+    for label, runs in by_host:
+        if any(f"{buckets[0]}/{metrics[0]}" not in r["test"] for r in runs):
+            logger.warning("%s (run %s) has no degree-bucket metrics: it was trained before they were "
+                           "recorded; re-run it with --force to include it", label, runs[0]["run_id"])
+            continue
+        labels.append(label)
+        for b in [*buckets, "all"]:
+            prefix = "" if b == "all" else f"{b}/"
+            rows[b].setdefault("test users", runs[0]["test"].get(f"{prefix}n_users", 0))
+            for m in metrics:
+                rows[b][f"{label} {m}"] = float(np.mean([r["test"].get(prefix + m, np.nan) for r in runs]))
+    return pd.DataFrame(list(rows.values())), labels

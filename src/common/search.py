@@ -90,7 +90,7 @@ def train_one(config: Config, dataset: Dataset, run_dir: Path | None,
 
 def _short(metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
-                    if k.endswith("@20") and ("recall" in k or "ndcg" in k))
+                    if k.endswith("@20") and ("recall" in k or "ndcg" in k) and not k.startswith("deg"))
 
 
 Outcome = TrainResult | BaseException

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from src.common.evaluator import Evaluator
+from src.common.evaluator import Evaluator, default_views, degree_buckets
 from src.common.recommender import get_model_class, resolve_device
+from src.common.results import default_label
 from src.common.sampler import BPRSampler
 from src.common.storage import atomic_torch_save
 from src.common.topk import write_test_topk
@@ -78,6 +79,7 @@ def build_model(config, dataset):
     set_seed(config.seed)
     model_cls = get_model_class(config.model)
     model = model_cls(config, dataset)
+    model.check_item_representation()
     return model.to(model.device)
 
 
@@ -100,6 +102,10 @@ class Trainer:
         self.model = model if model is not None else build_model(config, dataset)
         self.evaluator = evaluator or Evaluator(dataset, config.metrics, config.topk,
                                                 config.eval_batch_size, self.device)
+        # the single test evaluation also reports items grouped by train degree (deg0/, deg1-4/, ...)
+        self.test_evaluator = evaluator or Evaluator(dataset, config.metrics, config.topk, config.eval_batch_size,
+                                        self.device, views={**default_views(dataset),
+                                                            **degree_buckets(dataset.item_degree)})
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
                                           weight_decay=config.weight_decay)
         self.sampler = BPRSampler(dataset.train.users, dataset.train.items, dataset.n_items,
@@ -132,9 +138,10 @@ class Trainer:
         return {k: v / n_batches for k, v in totals.items()}
 
     def evaluate(self, split: str) -> dict[str, float]:
+        evaluator = self.test_evaluator if split == "test" else self.evaluator
         self.model.eval()
         with torch.no_grad():
-            return self.evaluator.evaluate(self.model.full_sort_predict, split)
+            return evaluator.evaluate(self.model.full_sort_predict, split)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
@@ -144,8 +151,9 @@ class Trainer:
         n_evals, pruned = 0, False
         best_valid: dict[str, float] = {}
         epoch_times, eval_times, history = [], [], []
-        logger.info("model %s: %d trainable parameters, device %s, %d threads",
-                    cfg.model, self.model.n_parameters(), self.device, torch.get_num_threads())
+        logger.info("model %s: %d trainable parameters (item representation: %s), device %s, %d threads",
+                    cfg.label or default_label(cfg), self.model.n_parameters(), cfg.item_representation,
+                    self.device, torch.get_num_threads())
         bar = tqdm(range(cfg.epochs), desc=f"{cfg.model}", unit="ep", disable=not cfg.show_progress,
                    leave=False, dynamic_ncols=True)
         epoch = -1
