@@ -10,6 +10,7 @@ from src.common.trainer import Trainer
 
 from tests.conftest import checkerboard, config_for
 
+knn_graph = graph.knn_graph
 TINY = dict(embedding_size=16, train_batch_size=64, knn_k=4, reg_weight=1e-3)
 
 
@@ -73,3 +74,14 @@ def test_freedom_projection_loss_is_bpr_on_the_projected_features(batch_size):
         projected = model.projections[m](ds.features[m]) + 0.7     # any bias cancels
         expected = 1e-3 * losses.bpr(users[batch.users], projected[batch.pos], projected[batch.neg])
         torch.testing.assert_close(parts[f"bpr_{m}"], expected)
+
+
+def test_freedom_item_graph_is_cached_on_disk_by_feature_content_and_k(tmp_path, monkeypatch):
+    first = Trainer(config_for("FREEDOM", cache_dir=str(tmp_path), **TINY), checkerboard()).model
+    built = []
+    monkeypatch.setattr(graph, "knn_graph", lambda *a, **kw: built.append(1) or knn_graph(*a, **kw))
+    again = Trainer(config_for("FREEDOM", cache_dir=str(tmp_path), **TINY), checkerboard()).model
+    assert not built                                           # a fresh dataset, same features: from disk
+    torch.testing.assert_close(again.mm_adj.to_dense(), first.mm_adj.to_dense())
+    Trainer(config_for("FREEDOM", cache_dir=str(tmp_path), **{**TINY, "knn_k": 3}), checkerboard())
+    assert len(built) == 2                                     # another k: both modalities rebuilt
