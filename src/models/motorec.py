@@ -1,0 +1,267 @@
+"""MoToRec: sparse-regularised multimodal tokenization for cold-start recommendation
+(Liu, Zhang & Cheung, AAAI 2026, arXiv 2602.11062).
+
+Sec. ARA   w_i = 1 / log2(d_i + 2) for items with 0 < d_i < tau (``cold_threshold``), else 1.
+Sec. RQ    per modality m: z_e = E_m(f_i), N_q residual codebooks of K codes, z_q = sum_k q^(k),
+           f^ = D_m(z_q); L_rq = recon + codebook + beta * commitment + gamma * sum_j KL(rho||rho^_j).
+Sec. HMGE  three decoupled LightGCN channels on the user-item graph: visual (items start from z_q^v),
+           textual (z_q^t), collaborative (ID embeddings); L layers each, layer mean.
+Sec. Fuse  e_c = alpha * W[i_v; i_t] + (1 - alpha) * Attn(i_v, i_t); e = i_id + g * e_c with
+           g = sigmoid(W_g [e_c; i_id]) (gated residual); users go through the same fusion; s = <e_u, e_i>.
+Loss       BPR + lambda_cl * InfoNCE(two augmented views) + lambda_rq * mean_i w_i L_rq,i + reg * L2.
+
+Choices where the paper leaves details open:
+- Items enter the content channels as the *sum of their code vectors* (= z_q), looked up from codes
+  cached for every item (``item_codes``). BPR gradients therefore train the code vectors themselves:
+  items sharing a code share what it learns, which is how a cold item borrows from warm ones. Each
+  step the tokenizer itself runs on ``rq_batch_size`` items drawn uniformly from the catalogue (the
+  RQ loss is a mean over items), and their cached codes are updated; all codes are re-encoded at the
+  start of every epoch. This keeps the wide feature encoders (4096-d on Baby) off the per-step path.
+- Codebooks start from k-means on *all* items' latents and residuals (not one batch); the shared
+  Codebook re-seeds codes whose usage EMA dies. Codebook health (share of codes used by the items,
+  perplexity, dead codes, re-seeded codes) is appended to every epoch's log line.
+- rho^_j = mean over the tokenised items of softmax_j(-dist_ij / (T * mean_j dist_ij)): the distances
+  are scaled by their row mean so the temperature T does not depend on the latent's scale. With
+  rho^ summing to one over K codes the KL's minimum is uniform usage, so in practice the term
+  spreads items over the codebook; rho sets its strength. It is added once per batch (not per item),
+  so ARA weights the per-item terms (recon, codebook, commitment) only. As specified, ARA weights are
+  below 1 for rare items (0.29 to 0.63): rare items' tokens are held less tightly to reconstruction.
+- Augmented views for InfoNCE: the batch's users and positive items, fused twice from their channel
+  outputs under independent feature dropout (``cl_dropout``); in-batch negatives, temperature t.
+- One modality only: the fusion runs on the single content channel (concat-projection of one
+  input = a linear map; attention over one input = that input). New items (no ID, no edges) get a
+  zero collaborative vector and content vectors z_q / (L + 1) - what LightGCN gives an isolated node.
+- Ablations: ``use_rqvae: false`` feeds the encoder output z_e (continuous, projected features) to the
+  content channels, computed for all items each step, with no quantiser, decoder or RQ loss;
+  ``use_ara``/``use_sparsity``/``use_cl`` drop their part; ``fusion: concat|attention`` sets alpha 1|0.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src.common import graph, losses
+from src.common.quantize import RQVAE, mlp, soft_code_usage, sparsity_kl
+from src.common.recommender import GeneralRecommender, register
+
+
+def rarity_weights(degree: np.ndarray, threshold: int) -> torch.Tensor:
+    """Adaptive Rarity Amplification: w_i = 1 / log2(d_i + 2) if 0 < d_i < threshold, else 1."""
+    d = torch.as_tensor(np.asarray(degree), dtype=torch.float32)
+    rare = (d > 0) & (d < threshold)
+    return torch.where(rare, 1.0 / torch.log2(d + 2), torch.ones_like(d))
+
+
+class HybridFusion(nn.Module):
+    """e_c = alpha * W [c_1; ...; c_M] + (1 - alpha) * sum_m a_m c_m with a = softmax_m(q^T tanh(W_a c_m));
+    then the gated residual e = id + sigmoid(W_g [e_c; id]) * e_c. Input rows are [id | c_1 | ... | c_M]."""
+
+    def __init__(self, dim: int, n_modalities: int, alpha: float):
+        super().__init__()
+        self.dim, self.alpha = dim, alpha
+        self.concat = nn.Linear(n_modalities * dim, dim) if alpha > 0 else None
+        self.attn = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False)) if alpha < 1 else None
+        self.gate = nn.Linear(2 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        collab, content = x[:, :self.dim], x[:, self.dim:]
+        fused = 0
+        if self.concat is not None:
+            fused = self.alpha * self.concat(content)
+        if self.attn is not None:
+            stacked = content.reshape(x.shape[0], -1, self.dim)                 # (N, M, d)
+            weights = torch.softmax(self.attn(stacked), dim=1)                  # (N, M, 1)
+            fused = fused + (1 - self.alpha) * (weights * stacked).sum(1)
+        gate = torch.sigmoid(self.gate(torch.cat([fused, collab], 1)))
+        return collab + gate * fused
+
+
+@register
+class MoToRec(GeneralRecommender):
+    required_modalities = None   # any: image, text or both
+
+    @dataclass
+    class Params:
+        n_layers: int = 2                  # L, LightGCN layers of each channel
+        reg_weight: float = 1e-4           # L2 on the batch's layer-0 embeddings
+        hidden_dim: int = 256              # tokenizer MLP hidden width
+        num_levels: int = 3                # N_q residual quantisation levels
+        codebook_size: int = 512           # K codes per level
+        beta: float = 0.25                 # commitment weight
+        gamma: float = 0.05                # sparsity (KL) weight
+        sparsity_rho: float = 0.05         # target usage rho of the KL
+        sparsity_temperature: float = 0.1  # T of the soft assignments
+        lambda_rq: float = 0.1             # weight of the tokenizer loss
+        lambda_cl: float = 0.01            # weight of InfoNCE
+        cl_temperature: float = 0.2        # InfoNCE temperature
+        cl_dropout: float = 0.1            # feature dropout making the two views
+        cl_batch_size: int = 512           # triples of each batch whose users and items are contrasted
+        fusion: Literal["hybrid", "concat", "attention"] = "hybrid"
+        fusion_alpha: float = 0.5          # alpha of the hybrid fusion
+        rq_batch_size: int = 256           # items tokenised per step
+        use_rqvae: bool = True             # false: continuous projected features instead of codes
+        use_ara: bool = True               # false: w_i = 1
+        use_sparsity: bool = True          # false: no KL term
+        use_cl: bool = True                # false: no InfoNCE
+
+        def __post_init__(self):
+            if self.n_layers < 0 or self.num_levels < 1 or self.codebook_size < 2 or min(self.rq_batch_size, self.cl_batch_size) < 1:
+                raise ValueError("n_layers >= 0, num_levels >= 1, codebook_size >= 2, rq_/cl_batch_size >= 1 needed")
+            if not 0 < self.sparsity_rho < 1:
+                raise ValueError(f"sparsity_rho must lie in (0, 1), got {self.sparsity_rho}")
+            if not 0 <= self.fusion_alpha <= 1 or not 0 <= self.cl_dropout < 1:
+                raise ValueError("fusion_alpha must lie in [0, 1] and cl_dropout in [0, 1)")
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.p = cfg = self.Params(**{k: config[k] for k in self.Params.__dataclass_fields__})
+        d = self.embedding_size
+        self.adj_sym = self.user_item_adjacency(dataset)
+        # ARA weights from train degrees (all ones when switched off)
+        w = rarity_weights(dataset.item_degree, config.cold_threshold)
+        self.register_buffer("ara_weight", w if cfg.use_ara else torch.ones_like(w), persistent=False)
+        # one tokenizer per modality, and every item's cached codes (n_items, N_q)
+        features = self.item_features(dataset)
+        for m, f in features.items():
+            self.register_buffer(f"feat_{m}", f, persistent=False)
+        self.tokenizers = nn.ModuleDict({m: RQVAE(f.shape[1], d, cfg.hidden_dim, cfg.num_levels, cfg.codebook_size)
+                                         for m, f in features.items()})
+        for m, tok in self.tokenizers.items():
+            tok.set_input_stats(features[m])
+            self.register_buffer(f"codes_{m}", torch.zeros(self.n_items, cfg.num_levels, dtype=torch.long))
+        # collaborative ID channel; users have one embedding per channel
+        self.n_channels = 1 + len(self.modalities)
+        self.item_id = self.item_representation(dataset, d)
+        self.user_emb = nn.Embedding(self.n_users, self.n_channels * d)
+        nn.init.xavier_uniform_(self.user_emb.weight)
+        alpha = {"hybrid": cfg.fusion_alpha, "concat": 1.0, "attention": 0.0}[cfg.fusion]
+        self.fusion = HybridFusion(d, len(self.modalities), alpha)
+        self._token_order: list[torch.Tensor] = []
+
+    # ------------------------------------------------------------------ tokens
+    def item_codes(self, m: str) -> torch.Tensor:
+        return getattr(self, f"codes_{m}")
+
+    @torch.no_grad()
+    def refresh_codes(self) -> None:
+        """Re-encode every item; the first call initialises the codebooks by k-means on all items."""
+        for m, tok in self.tokenizers.items():
+            feats = getattr(self, f"feat_{m}")
+            if not bool(tok.quantizer.levels[0].is_initialised):
+                tok.quantizer(tok.latent(feats))
+            self.item_codes(m).copy_(tok.encode(feats))
+
+    def content_input(self, m: str) -> torch.Tensor:
+        """Layer-0 items of a content channel: z_q of the cached codes (or z_e without RQ-VAE)."""
+        tok = self.tokenizers[m]
+        if self.p.use_rqvae:
+            return tok.decode_codes(self.item_codes(m))
+        return tok.latent(getattr(self, f"feat_{m}"))
+
+    # ------------------------------------------------------------------ model
+    def channels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The three channels, propagated together: users (U, C*d) and items (I, C*d), C = 1 + #modalities."""
+        item_0 = torch.cat([self.item_id(), *(self.content_input(m) for m in self.modalities)], 1)
+        return graph.lightgcn(self.adj_sym, self.user_emb.weight, item_0, self.p.n_layers)
+
+    def forward(self):
+        users, items = self.channels()
+        return self.fusion(users), self.fusion(items)
+
+    def calculate_loss(self, batch):
+        cfg = self.p
+        if cfg.use_rqvae and not bool(next(iter(self.tokenizers.values())).quantizer.levels[0].is_initialised):
+            self.refresh_codes()
+        # the tokenizer step first: it updates cached codes the propagation below reads
+        parts = self.tokenizer_loss() if cfg.use_rqvae else {}
+        users, items = self.channels()
+        u = self.fusion(users[batch.users])
+        pos, neg = self.fusion(items[torch.cat([batch.pos, batch.neg])]).chunk(2)
+        parts["bpr"] = losses.bpr(u, pos, neg)
+        if cfg.use_cl:  # on the first cl_batch_size (shuffled) triples: in-batch negatives are O(B^2)
+            head = slice(0, cfg.cl_batch_size)
+            parts["cl"] = cfg.lambda_cl * (self.contrast(users[batch.users[head].unique()])
+                                           + self.contrast(items[batch.pos[head].unique()]))
+        layer0 = [self.user_emb(batch.users), self.item_id(batch.pos), self.item_id(batch.neg)]
+        parts["reg"] = cfg.reg_weight * losses.emb_reg(*layer0)
+        return parts
+
+    def contrast(self, rows: torch.Tensor) -> torch.Tensor:
+        """InfoNCE between two feature-dropout views of the fused rows."""
+        a = self.fusion(F.dropout(rows, self.p.cl_dropout, self.training))
+        b = self.fusion(F.dropout(rows, self.p.cl_dropout, self.training))
+        return losses.info_nce(a, b, self.p.cl_temperature)
+
+    def next_token_batch(self) -> torch.Tensor:
+        """The next ``rq_batch_size`` items of a random permutation of the catalogue (a new one when
+        it runs out), so every item is re-tokenised, and its cached code refreshed, once per cycle."""
+        if not self._token_order:
+            perm = torch.randperm(self.n_items, device=self.device)
+            self._token_order = list(perm.split(self.p.rq_batch_size))
+        return self._token_order.pop(0)
+
+    def tokenizer_loss(self) -> dict[str, torch.Tensor]:
+        """lambda_rq * mean_i w_i (recon + codebook + beta * commit) + lambda_rq * gamma * KL, over
+        the next ``rq_batch_size`` items of a cycle through the catalogue; their cached codes are updated."""
+        cfg = self.p
+        idx = self.next_token_batch()
+        w = self.ara_weight[idx]
+        recon = commit = kl = 0.0
+        for m, tok in self.tokenizers.items():
+            out = tok(getattr(self, f"feat_{m}")[idx])
+            self.item_codes(m)[idx] = out.codes.detach()
+            recon = recon + (w * (out.recon + out.codebook)).mean()
+            commit = commit + cfg.beta * (w * out.commitment).mean()
+            if cfg.use_sparsity:
+                for dist in out.distances:
+                    scaled = dist / dist.detach().mean(1, keepdim=True).clamp_min(1e-12)
+                    rho_hat = soft_code_usage(scaled, cfg.sparsity_temperature)
+                    kl = kl + cfg.gamma * sparsity_kl(rho_hat, cfg.sparsity_rho)
+        parts = {"recon": cfg.lambda_rq * recon, "commit": cfg.lambda_rq * commit}
+        if cfg.use_sparsity:
+            parts["sparsity"] = cfg.lambda_rq * kl
+        return parts
+
+    # ------------------------------------------------------------------ reports and new items
+    def epoch_report(self) -> str:
+        """Codebook health from the items' current codes: per level the share of codes used,
+        perplexity and dead (unused) codes; and codes re-seeded since the last report."""
+        if not self.p.use_rqvae:
+            return ""
+        out = []
+        for m, tok in self.tokenizers.items():
+            levels = []
+            for level, book in enumerate(tok.quantizer.levels):
+                s = book.stats(self.item_codes(m)[:, level])
+                levels.append(f"L{level + 1} used {s['used']:.2f} ppl {s['perplexity']:.0f} dead {s['dead']}")
+            reseeded = sum(book.replaced for book in tok.quantizer.levels)
+            for book in tok.quantizer.levels:
+                book.replaced = 0
+            out.append(f"{m}[{', '.join(levels)}; reseeded {reseeded}]")
+        return "codes " + " ".join(out)
+
+    @torch.no_grad()
+    def new_item_vectors(self, features: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Codes per modality (n_new, N_q) and fused vectors (n_new, d) of items unseen in training,
+        from their raw features alone: no ID (zero collaborative vector), no edges (layer mean of an
+        isolated node = layer 0 / (L + 1))."""
+        missing = [m for m in self.modalities if m not in features]
+        if missing:
+            raise ValueError(f"new items need features for {missing} (the model was trained on {self.modalities})")
+        n = next(iter(features.values())).shape[0]
+        codes, content = {}, []
+        for m, tok in self.tokenizers.items():
+            f = features[m].to(self.device, torch.float32)
+            if self.p.use_rqvae:
+                codes[m] = tok.encode(f)
+                content.append(tok.decode_codes(codes[m]))
+            else:
+                content.append(tok.latent(f))
+        x0 = torch.cat([torch.zeros(n, self.embedding_size, device=self.device), *content], 1)
+        return codes, self.fusion(x0 / (self.p.n_layers + 1))
