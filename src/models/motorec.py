@@ -6,7 +6,7 @@ Sec. RQ    per modality m: z_e = E_m(f_i), N_q residual codebooks of K codes, z_
            f^ = D_m(z_q); L_rq = recon + codebook + beta * commitment + gamma * sum_j KL(rho||rho^_j).
 Sec. HMGE  three decoupled LightGCN channels on the user-item graph: visual (items start from z_q^v),
            textual (z_q^t), collaborative (ID embeddings); L layers each, layer mean.
-Sec. Fuse  e_c = alpha * W[i_v; i_t] + (1 - alpha) * Attn(i_v, i_t); e = i_id + g * e_c with
+Sec. Fuse  e_c = alpha * W[i_v; i_t] + (1 - alpha) * Attn(i_v, i_t); e = e_c + g * i_id with
            g = sigmoid(W_g [e_c; i_id]) (gated residual); users go through the same fusion; s = <e_u, e_i>.
 Loss       BPR + lambda_cl * InfoNCE(two augmented views) + lambda_rq * mean_i w_i L_rq,i + reg * L2.
 
@@ -60,16 +60,18 @@ def rarity_weights(degree: np.ndarray, threshold: int) -> torch.Tensor:
 
 class HybridFusion(nn.Module):
     """e_c = alpha * W [c_1; ...; c_M] + (1 - alpha) * sum_m a_m c_m with a = softmax_m(q^T tanh(W_a c_m));
-    then the gated residual e = id + sigmoid(W_g [e_c; id]) * e_c. Input rows are [id | c_1 | ... | c_M]."""
+    then the gated residual e = e_c + sigmoid(W_g [e_c; id]) * id. Input rows are [id | c_1 | ... | c_M];
+    each channel is L2-normalised first, and e is rescaled to norm ``scale`` (if > 0)."""
 
-    def __init__(self, dim: int, n_modalities: int, alpha: float):
+    def __init__(self, dim: int, n_modalities: int, alpha: float, scale: float):
         super().__init__()
-        self.dim, self.alpha = dim, alpha
+        self.dim, self.alpha, self.scale = dim, alpha, scale
         self.concat = nn.Linear(n_modalities * dim, dim) if alpha > 0 else None
         self.attn = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False)) if alpha < 1 else None
         self.gate = nn.Linear(2 * dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(x.reshape(x.shape[0], -1, self.dim), dim=2).reshape(x.shape[0], -1)
         collab, content = x[:, :self.dim], x[:, self.dim:]
         fused = 0
         if self.concat is not None:
@@ -79,7 +81,8 @@ class HybridFusion(nn.Module):
             weights = torch.softmax(self.attn(stacked), dim=1)                  # (N, M, 1)
             fused = fused + (1 - self.alpha) * (weights * stacked).sum(1)
         gate = torch.sigmoid(self.gate(torch.cat([fused, collab], 1)))
-        return collab + gate * fused
+        out = fused + gate * collab
+        return self.scale * F.normalize(out, dim=1) if self.scale > 0 else out
 
 
 @register
@@ -104,6 +107,7 @@ class MoToRec(GeneralRecommender):
         cl_batch_size: int = 512           # triples of each batch whose users and items are contrasted
         fusion: Literal["hybrid", "concat", "attention"] = "hybrid"
         fusion_alpha: float = 0.5          # alpha of the hybrid fusion
+        score_scale: float = 2.0           # norm of the fused vectors (0: not normalised)
         rq_batch_size: int = 256           # items tokenised per step
         use_rqvae: bool = True             # false: continuous projected features instead of codes
         use_ara: bool = True               # false: w_i = 1
@@ -111,6 +115,8 @@ class MoToRec(GeneralRecommender):
         use_cl: bool = True                # false: no InfoNCE
 
         def __post_init__(self):
+            if self.score_scale < 0:
+                raise ValueError(f"score_scale must be >= 0, got {self.score_scale}")
             if self.n_layers < 0 or self.num_levels < 1 or self.codebook_size < 2 or min(self.rq_batch_size, self.cl_batch_size) < 1:
                 raise ValueError("n_layers >= 0, num_levels >= 1, codebook_size >= 2, rq_/cl_batch_size >= 1 needed")
             if not 0 < self.sparsity_rho < 1:
@@ -130,18 +136,22 @@ class MoToRec(GeneralRecommender):
         features = self.item_features(dataset)
         for m, f in features.items():
             self.register_buffer(f"feat_{m}", f, persistent=False)
-        self.tokenizers = nn.ModuleDict({m: RQVAE(f.shape[1], d, cfg.hidden_dim, cfg.num_levels, cfg.codebook_size)
-                                         for m, f in features.items()})
+        # dead_threshold 0: no re-seeding, which would silently change what a held token means
+        self.tokenizers = nn.ModuleDict({m: RQVAE(f.shape[1], d, cfg.hidden_dim, cfg.num_levels, cfg.codebook_size,
+                                                  dead_threshold=0.0) for m, f in features.items()})
         for m, tok in self.tokenizers.items():
             tok.set_input_stats(features[m])
             self.register_buffer(f"codes_{m}", torch.zeros(self.n_items, cfg.num_levels, dtype=torch.long))
+        # token embeddings (N_q * K, d) per modality: what each code means to the recommender
+        self.token_emb = nn.ModuleDict({m: nn.Embedding(cfg.num_levels * cfg.codebook_size, d) for m in features})
+        self.register_buffer("level_offset", torch.arange(cfg.num_levels) * cfg.codebook_size, persistent=False)
         # collaborative ID channel; users have one embedding per channel
         self.n_channels = 1 + len(self.modalities)
         self.item_id = self.item_representation(dataset, d)
         self.user_emb = nn.Embedding(self.n_users, self.n_channels * d)
         nn.init.xavier_uniform_(self.user_emb.weight)
         alpha = {"hybrid": cfg.fusion_alpha, "concat": 1.0, "attention": 0.0}[cfg.fusion]
-        self.fusion = HybridFusion(d, len(self.modalities), alpha)
+        self.fusion = HybridFusion(d, len(self.modalities), alpha, cfg.score_scale)
         self._token_order: list[torch.Tensor] = []
 
     # ------------------------------------------------------------------ tokens
@@ -149,20 +159,25 @@ class MoToRec(GeneralRecommender):
         return getattr(self, f"codes_{m}")
 
     @torch.no_grad()
-    def refresh_codes(self) -> None:
-        """Re-encode every item; the first call initialises the codebooks by k-means on all items."""
+    def initialise_tokens(self) -> None:
+        """Codebooks by k-means on all items' latents (level by level on the residuals), every
+        item's codes, and the token embeddings from the code vectors, rescaled to the RMS of the
+        ID embeddings, so that items start from their quantised latents."""
+        id_rms = self.item_id().pow(2).mean().sqrt()
         for m, tok in self.tokenizers.items():
             feats = getattr(self, f"feat_{m}")
-            if not bool(tok.quantizer.levels[0].is_initialised):
-                tok.quantizer(tok.latent(feats))
+            tok.quantizer(tok.latent(feats))
             self.item_codes(m).copy_(tok.encode(feats))
+            vectors = torch.cat([book.embeddings for book in tok.quantizer.levels])
+            self.token_emb[m].weight.copy_(vectors * id_rms / vectors.pow(2).mean().sqrt().clamp_min(1e-12))
 
-    def content_input(self, m: str) -> torch.Tensor:
-        """Layer-0 items of a content channel: z_q of the cached codes (or z_e without RQ-VAE)."""
-        tok = self.tokenizers[m]
-        if self.p.use_rqvae:
-            return tok.decode_codes(self.item_codes(m))
-        return tok.latent(getattr(self, f"feat_{m}"))
+    def content_input(self, m: str, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Layer-0 items of a content channel: the sum of their tokens' embeddings (cached codes
+        unless ``codes`` (n, N_q) are given), or the encoder output z_e without RQ-VAE."""
+        if not self.p.use_rqvae:
+            return self.tokenizers[m].latent(getattr(self, f"feat_{m}"))
+        codes = self.item_codes(m) if codes is None else codes
+        return self.token_emb[m](codes + self.level_offset).sum(1)
 
     # ------------------------------------------------------------------ model
     def channels(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,7 +192,7 @@ class MoToRec(GeneralRecommender):
     def calculate_loss(self, batch):
         cfg = self.p
         if cfg.use_rqvae and not bool(next(iter(self.tokenizers.values())).quantizer.levels[0].is_initialised):
-            self.refresh_codes()
+            self.initialise_tokens()
         # the tokenizer step first: it updates cached codes the propagation below reads
         parts = self.tokenizer_loss() if cfg.use_rqvae else {}
         users, items = self.channels()
@@ -260,7 +275,7 @@ class MoToRec(GeneralRecommender):
             f = features[m].to(self.device, torch.float32)
             if self.p.use_rqvae:
                 codes[m] = tok.encode(f)
-                content.append(tok.decode_codes(codes[m]))
+                content.append(self.content_input(m, codes[m]))
             else:
                 content.append(tok.latent(f))
         x0 = torch.cat([torch.zeros(n, self.embedding_size, device=self.device), *content], 1)
