@@ -244,22 +244,27 @@ class MoToRec(GeneralRecommender):
         return parts
 
     # ------------------------------------------------------------------ reports and new items
+    def codebook_health(self) -> list[dict]:
+        """Per modality and level, from the items' current codes: share of codes used, perplexity,
+        dead (unused) codes; plus the codes re-seeded by the codebook since the last call."""
+        rows = []
+        for m, tok in self.tokenizers.items():
+            for level, book in enumerate(tok.quantizer.levels):
+                rows.append({"modality": m, "level": level + 1, "reseeded": book.replaced,
+                             **book.stats(self.item_codes(m)[:, level])})
+                book.replaced = 0
+        return rows
+
     def epoch_report(self) -> str:
-        """Codebook health from the items' current codes: per level the share of codes used,
-        perplexity and dead (unused) codes; and codes re-seeded since the last report."""
         if not self.p.use_rqvae:
             return ""
-        out = []
-        for m, tok in self.tokenizers.items():
-            levels = []
-            for level, book in enumerate(tok.quantizer.levels):
-                s = book.stats(self.item_codes(m)[:, level])
-                levels.append(f"L{level + 1} used {s['used']:.2f} ppl {s['perplexity']:.0f} dead {s['dead']}")
-            reseeded = sum(book.replaced for book in tok.quantizer.levels)
-            for book in tok.quantizer.levels:
-                book.replaced = 0
-            out.append(f"{m}[{', '.join(levels)}; reseeded {reseeded}]")
-        return "codes " + " ".join(out)
+        parts = [f"{r['modality'][0]}{r['level']} used {r['used']:.2f} ppl {r['perplexity']:.0f} dead {r['dead']}"
+                 + (f" reseeded {r['reseeded']}" if r["reseeded"] else "") for r in self.codebook_health()]
+        return "codes " + "; ".join(parts)
+
+    def code_table(self) -> dict[str, np.ndarray]:
+        """Every item's codes per modality, {modality: (n_items, N_q)} (empty without RQ-VAE)."""
+        return {m: self.item_codes(m).cpu().numpy() for m in self.tokenizers} if self.p.use_rqvae else {}
 
     @torch.no_grad()
     def new_item_vectors(self, features: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
