@@ -2,12 +2,11 @@
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
+from src.cli.coldstart import without_items
 from src.common.config import resolve
-from src.common.dataset import Dataset
 from src.common.sampler import BPRSampler
 from src.common.trainer import Trainer, build_model
 from src.models.motorec import rarity_weights
@@ -94,24 +93,13 @@ def test_codebooks_start_from_kmeans_and_report_health():
     assert model.epoch_report().startswith("codes i1 used")
 
 
-def held_out_checkerboard(n_items=32, held=(30, 31), seed=3):
-    """A checkerboard whose last items never occur in the interactions: they are brand new."""
-    full = checkerboard(n_users=40, n_items=n_items, per_user=8, seed=seed)
-    rows = []
-    for label, part in ((0, full.train), (1, full.valid), (2, full.test)):
-        keep = ~np.isin(part.items, held)
-        rows += [(u, i, label) for u, i in zip(part.users[keep], part.items[keep])]
-    inter = pd.DataFrame(rows, columns=["userID", "itemID", "x_label"])
-    keep = np.setdiff1d(np.arange(n_items), held)
-    features = {m: f.numpy()[keep] for m, f in full.features.items()}
-    remap = {int(old): new for new, old in enumerate(keep)}
-    inter["itemID"] = inter["itemID"].map(remap)
-    ds = Dataset.from_frame("held-out", inter, features, cold_threshold=3)
-    return ds, {m: f[list(held)] for m, f in full.features.items()}, [h % 2 for h in held]
-
-
 def test_new_items_are_scored_from_features_alone():
-    ds, new_features, parities = held_out_checkerboard()
+    full = checkerboard(n_users=40, n_items=32, per_user=8, seed=3)
+    held = np.array([30, 31])
+    ds, kept = without_items(full, held)
+    assert ds.n_items == 30 and np.array_equal(kept, np.arange(30)) and ds.n_users == full.n_users
+    new_features = {m: f[held] for m, f in full.features.items()}
+    parities = held % 2
     cfg = small_config(learning_rate=0.01, epochs=40, stopping_step=100)
     trainer = Trainer(cfg, ds)
     for epoch in range(40):
