@@ -7,7 +7,9 @@ from src.cli._common import add_model_dataset, models_of, overrides_of
 from src.common.config import resolve
 from src.common.dataset import load_dataset
 from src.common.results import ResultsStore, leaderboard, markdown_table
+from src.common.runs import ensure_test_topk
 from src.common.search import run_search
+from src.common.topk import run_topk_path
 
 HELP = "train model(s) on a dataset, running the YAML grid (default command)"
 logger = logging.getLogger(__name__)
@@ -18,12 +20,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="re-run grid points that already have a finished result")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--save-topk", type=int, metavar="K",
+                        help="write every test user's top-K (train+valid items masked) to "
+                             "<run dir>/test_top<K>.tsv, to recompute the test metrics independently "
+                             "(same as --set save_topk=K)")
 
 
 def run(args) -> int:
     overrides = overrides_of(args)
     if args.no_progress:
         overrides["show_progress"] = False
+    if args.save_topk is not None:
+        overrides["save_topk"] = args.save_topk
     models = models_of(args)
     spaces = [resolve(m, args.dataset, overrides) for m in models]  # validate all before training any
     datasets: dict[str, object] = {}
@@ -38,7 +46,13 @@ def run(args) -> int:
                     ", ".join(f"{k}: {len(v)}" for k, v in space.grid.items()) or "no grid")
         summary = run_search(space, datasets[key], force=args.force)
         summaries.append(summary)
+        if first.save_topk:
+            save_missing_topk(summary, first, datasets[key])
         print(report(summary, first))
+        if first.save_topk and summary.best:
+            best = summary.best[0]
+            run_dir = ResultsStore(first.results_dir, first.dataset).root / best["model"] / best["run_id"]
+            print(f"test top-{first.save_topk} of every test user: {run_topk_path(run_dir, first.save_topk)}")
     if len(models) > 1:
         first = spaces[0].first()
         ds = next(iter(datasets.values()))
@@ -46,6 +60,16 @@ def run(args) -> int:
         print(f"\n## {first.dataset}: best config per model (by valid {first.valid_metric}), test metrics\n")
         print(markdown_table(leaderboard(records, models=models).drop(columns=["run_id"], errors="ignore")))
     return 0 if all(s.finished or s.skipped for s in summaries) else 1
+
+
+def save_missing_topk(summary, config, dataset) -> None:
+    """Runs that had finished before without ``save_topk`` get their test top-K from the checkpoint."""
+    store = ResultsStore(config.results_dir, config.dataset)
+    for record in summary.records:
+        run_dir = store.root / record["model"] / record["run_id"]
+        if record.get("status") == "finished" and (run_dir / "model.pt").exists():
+            ensure_test_topk(run_dir, config.save_topk, dataset=dataset, threads=config.threads,
+                             device=config.device, show_progress=config.show_progress)
 
 
 def report(summary, config) -> str:

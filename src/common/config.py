@@ -69,6 +69,7 @@ class RunConfig:
     cache_dir: str = "cache"             # relative to the repository root
     show_progress: bool = True
     save_checkpoint: bool = True
+    save_topk: int = 0                   # write each test user's top-K to <run dir>/test_top<K>.tsv; 0 = off
     label: str = ""                      # leaderboard row name; default: the model name
 
     def __post_init__(self):
@@ -79,6 +80,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.stopping_step < 1:
             raise ValueError(f"stopping_step must be >= 1, got {self.stopping_step}")
+        if self.save_topk < 0:
+            raise ValueError(f"save_topk must be >= 0 (0 = off), got {self.save_topk}")
         if not self.topk or min(self.topk) <= 0:
             raise ValueError(f"topk must be a non-empty list of positive ints, got {self.topk}")
         from src.common.metrics import parse_metric_name  # late: metrics imports nothing of ours
@@ -295,7 +298,7 @@ class Config(Mapping):
     def identity(self) -> str:
         """A hash of every value that changes what a run computes (not its bookkeeping)."""
         ignored = {"show_progress", "results_dir", "cache_dir", "threads", "device", "label",
-                   "hyper_parameters", "save_checkpoint"}
+                   "hyper_parameters", "save_checkpoint", "save_topk"}
         payload = {k: v for k, v in sorted(self._values.items()) if k not in ignored}
         return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

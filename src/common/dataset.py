@@ -11,6 +11,7 @@ features); models never see paths.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -164,6 +165,26 @@ class Dataset:
                 self._fingerprint = h.hexdigest()
         return self._fingerprint
 
+    def file_hashes(self) -> dict[str, str]:
+        """SHA-1 of each source file, by file name (empty for an in-memory dataset)."""
+        if "file_hashes" not in self._cache:
+            self._cache["file_hashes"] = {Path(p).name: fingerprint_files([p]) for p in self.source_files}
+        return self._cache["file_hashes"]
+
+    def content_summary(self) -> dict[str, Any]:
+        """What a saved run needs to recognise this data again: counts, the fingerprint and a hash
+        per file (so that a mismatch can name the file that changed)."""
+        return {"users": self.n_users, "items": self.n_items, "train": len(self.train),
+                "valid": len(self.valid), "test": len(self.test), "fingerprint": self.fingerprint,
+                "files": self.file_hashes()}
+
+    def item_text(self) -> list[str]:
+        """One text per item (itemID order) from the dataset's ``item_text_file``; ``''`` for items
+        the file does not list. Empty list when the dataset declares no such file or it is absent."""
+        if "item_text" not in self._cache:
+            self._cache["item_text"] = _read_item_text(self.item_text_path, self.n_items)
+        return self._cache["item_text"]
+
     def stats(self) -> dict[str, Any]:
         n_inter = len(self.train) + len(self.valid) + len(self.test)
         cold_test = self.cold_items[self.test.items].mean()
@@ -219,6 +240,42 @@ def fingerprint_files(paths: list[Path]) -> str:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def content_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """What differs between two :meth:`Dataset.content_summary` results, in words (empty if the
+    same). ``saved`` may hold only a ``fingerprint`` (records written before summaries existed)."""
+    changes = [f"{key} {saved[key]} -> {current[key]}" for key in ("users", "items", "train", "valid", "test")
+               if key in saved and saved[key] != current[key]]
+    if "files" in saved:
+        old, new = saved["files"], current["files"]
+        changes += [f"{name} changed" for name in old if name in new and old[name] != new[name]]
+        changes += [f"{name} is gone" for name in old if name not in new]
+        changes += [f"{name} is new" for name in new if name not in old]
+    if not changes and saved.get("fingerprint") != current["fingerprint"]:
+        changes.append(f"content hash {str(saved.get('fingerprint'))[:12]} -> {current['fingerprint'][:12]}")
+    return changes
+
+
+def _read_item_text(path: Path | None, n_items: int) -> list[str]:
+    if path is None:
+        return []
+    if not Path(path).exists():
+        logger.warning("item text file not found: %s (item_text_file in the dataset YAML); no titles", path)
+        return []
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    missing = [c for c in ("itemID", "text") if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; the header has {list(df.columns)}")
+    ids = pd.to_numeric(df["itemID"], errors="coerce")
+    bad = ids.isna() | (ids < 0) | (ids >= n_items)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path}, line {row + 2}: itemID {df['itemID'].iloc[row]!r} is not an item id "
+                        f"in 0..{n_items - 1}")
+    text = np.full(n_items, "", dtype=object)
+    text[ids.to_numpy().astype(np.int64)] = df["text"].to_numpy()
+    return text.tolist()
 
 
 def load_dataset(config) -> Dataset:

@@ -63,40 +63,49 @@ class Evaluator:
         test = dataset.test.matrix(n_u, n_i)
         self.targets = {"valid": valid, "test": test}
         self.masks = {"valid": train, "test": (train + valid).tocsr()}
+        # relevant items per user and view, once: (n_users,) counts from a sparse mat-vec
+        self.n_relevant = {split: {"": np.diff(t.indptr).astype(np.float32),
+                                   **{v: t @ np.asarray(m, dtype=np.float32) for v, m in views.items()}}
+                           for split, t in self.targets.items()}
+
+    def split_users(self, split: str) -> np.ndarray:
+        """The users scored on ``split`` (those with at least one interaction in it), ascending."""
+        return np.flatnonzero(np.diff(self.targets[split].indptr) > 0)
 
     def evaluate(self, score_fn: ScoreFn, split: str = "test", return_per_user: bool = False):
         """Average every metric over the split's users (and over each view's users).
 
-        ``score_fn(users)`` must return (len(users), n_items) scores for a LongTensor of users.
+        ``score_fn(users)`` must return (len(users), n_items) scores for a LongTensor of users; the
+        evaluator masks a fresh result in place (a view, e.g. of a cached tensor, is copied first).
         With ``return_per_user`` also returns ``{metric: (n_users_in_split,) array}`` for 'all'.
         """
         target, mask = self.targets[split], self.masks[split]
-        users = np.flatnonzero(np.diff(target.indptr) > 0)
+        users = self.split_users(split)
         max_k = min(max(self.topk), self.n_items)
+        views: list[tuple[str, torch.Tensor | None]] = [("", None), *self.views.items()]
+        n_relevant = {v: torch.from_numpy(c[users]).to(self.device) for v, c in self.n_relevant[split].items()}
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         per_user: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(users), self.batch_size):
             batch = users[start:start + self.batch_size]
-            scores = score_fn(torch.from_numpy(batch).to(self.device)).detach().to(self.device, torch.float32)
+            scores = score_fn(torch.from_numpy(batch).to(self.device))
             if scores.shape != (len(batch), self.n_items):
                 raise ValueError(f"score function returned shape {tuple(scores.shape)}, "
                                  f"expected ({len(batch)}, {self.n_items})")
-            scores = scores.clone()
-            rows, cols = _block_indices(mask, batch, self.device)
-            scores[rows, cols] = -torch.inf
+            scores = masked_scores(scores, mask, batch, self.device)
             top = torch.topk(scores, max_k, dim=1).indices                      # (B, K)
             relevant = torch.zeros(len(batch), self.n_items, dtype=torch.bool, device=self.device)
             rows, cols = _block_indices(target, batch, self.device)
             relevant[rows, cols] = True
-            for view, item_mask in [("", None), *self.views.items()]:
-                rel = relevant if item_mask is None else relevant & item_mask
-                n_rel = rel.sum(1)
+            hits_all = relevant.gather(1, top)                                  # (B, K)
+            for view, item_mask in views:
+                hits = hits_all if item_mask is None else hits_all & item_mask[top]
+                n_rel = n_relevant[view][start:start + len(batch)]
                 keep = n_rel > 0
                 if not keep.any():
                     continue
-                hits = rel.gather(1, top)[keep].float()
-                n_rel = n_rel[keep].float()
+                hits, n_rel = hits[keep].float(), n_rel[keep]
                 prefix = f"{view}/" if view else ""
                 counts[prefix] = counts.get(prefix, 0) + int(keep.sum())
                 for name in self.metrics:
@@ -115,6 +124,19 @@ class Evaluator:
         if return_per_user:
             return result, {k: np.concatenate(v) for k, v in per_user.items()}
         return result
+
+
+def masked_scores(scores: torch.Tensor, mask: sp.csr_matrix, rows: np.ndarray, device) -> torch.Tensor:
+    """``scores`` (len(rows), n_items) as float32 on ``device`` with the nonzeros of ``mask[rows]``
+    (items the user must not be ranked on: train, or train + valid) set to -inf. The evaluator and
+    ``recommend`` both rank through this, so their top-K lists are identical. A fresh contiguous
+    score matrix is masked in place; a view (e.g. of a cached matrix) is copied first."""
+    scores = scores.detach().to(device, torch.float32)
+    if scores._base is not None or not scores.is_contiguous():
+        scores = scores.clone()
+    r, c = _block_indices(mask, rows, device)
+    scores[r, c] = -torch.inf
+    return scores
 
 
 def _block_indices(m: sp.csr_matrix, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:

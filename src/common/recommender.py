@@ -7,6 +7,9 @@ It receives ``(config, dataset)``, reads tensors from the dataset (never paths),
 - ``calculate_loss(batch) -> dict[str, Tensor]``  named loss terms, summed by the trainer;
 - ``full_sort_predict(users) -> (len(users), n_items)`` scores — by default from ``forward()``,
   which returns the (n_users, d) user and (n_items, d) item representations, cached in eval mode.
+
+Every model also gets ``recommend(users, k)``: the top-k items per user with their train items
+excluded, from ``full_sort_predict`` (see :meth:`GeneralRecommender.recommend`).
 """
 from __future__ import annotations
 
@@ -14,13 +17,16 @@ import dataclasses
 import difflib
 import importlib
 import pkgutil
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
 from src.common import graph
 from src.common.config import ConfigError
+from src.common.evaluator import masked_scores
 from src.common.item_repr import build_item_representation
 
 MODELS: dict[str, type["GeneralRecommender"]] = {}
@@ -29,6 +35,19 @@ MODELS: dict[str, type["GeneralRecommender"]] = {}
 class UnknownModel(ConfigError, KeyError):
     def __str__(self):
         return str(self.args[0])
+
+
+class RecommendError(ValueError):
+    """A bad request to :meth:`GeneralRecommender.recommend` (unknown user, k out of range)."""
+
+
+class Recommendations(NamedTuple):
+    """Top-k lists, best first: ``items`` (n_users, k) int64 and ``scores`` (n_users, k) float32
+    on the CPU. When a user has fewer than k items left after exclusion, the tail holds item -1
+    with score -inf."""
+
+    items: torch.Tensor
+    scores: torch.Tensor
 
 
 def register(cls: type["GeneralRecommender"]) -> type["GeneralRecommender"]:
@@ -90,6 +109,7 @@ class GeneralRecommender(nn.Module):
             needed = None if self.required_modalities is None else list(self.required_modalities)
             self.modalities = dataset.require_features(type(self).__name__, needed)
         self._cached_output: Any = None
+        self.train_interactions: sp.csr_matrix = dataset.train_matrix  # what recommend() excludes
 
     # ------------------------------------------------------------------ shared inputs
     def user_item_adjacency(self, dataset) -> torch.Tensor:
@@ -127,6 +147,62 @@ class GeneralRecommender(nn.Module):
         """Scores (len(users), n_items): dot products of the cached ``forward()`` output."""
         user_all, item_all = self.cached_forward()
         return user_all[users] @ item_all.T
+
+    def recommend(self, users, k: int = 10, exclude: str | sp.spmatrix | None = "train",
+                  batch_size: int | None = None) -> Recommendations:
+        """The top-``k`` items of each of ``users`` (ids: int, list, array or tensor), best first.
+
+        ``exclude``: ``"train"`` masks each user's train items, ``None`` nothing, a sparse
+        (n_users, n_items) matrix its nonzeros (e.g. train + valid, as the test evaluation does).
+        Users are scored ``batch_size`` (default ``eval_batch_size``) at a time, in eval mode, with
+        the same scoring, masking and ``torch.topk`` as the evaluator.
+        """
+        users = self.check_users(users)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise RecommendError(f"k must be a positive integer, got {k!r}")
+        if k > self.n_items:
+            raise RecommendError(f"k={k} is larger than the catalogue ({self.n_items} items)")
+        if isinstance(exclude, str):
+            if exclude != "train":
+                raise RecommendError(f"exclude must be 'train', None or a sparse matrix, got {exclude!r}")
+            exclude = self.train_interactions
+        if exclude is not None:
+            exclude = sp.csr_matrix(exclude)
+            if exclude.shape != (self.n_users, self.n_items):
+                raise RecommendError(f"exclude has shape {exclude.shape}, expected "
+                                     f"({self.n_users}, {self.n_items})")
+        batch_size = batch_size or self.config.eval_batch_size
+        was_training = self.training
+        self.eval()
+        items, scores = [torch.empty(0, k, dtype=torch.long)], [torch.empty(0, k)]
+        try:
+            with torch.no_grad():
+                for start in range(0, len(users), batch_size):
+                    batch = users[start:start + batch_size]
+                    s = self.full_sort_predict(torch.from_numpy(batch).to(self.device))
+                    if exclude is not None:
+                        s = masked_scores(s, exclude, batch, self.device)
+                    top = torch.topk(s.detach().float(), k, dim=1)
+                    items.append(top.indices.masked_fill(torch.isneginf(top.values), -1).cpu())
+                    scores.append(top.values.cpu())
+        finally:
+            if was_training:  # (train(False) would drop the cached forward output)
+                self.train()
+        return Recommendations(torch.cat(items), torch.cat(scores))
+
+    def check_users(self, users) -> np.ndarray:
+        """``users`` as a 1-D int64 array of known user ids, or a one-line RecommendError."""
+        if isinstance(users, torch.Tensor):
+            users = users.detach().cpu().numpy()
+        arr = np.atleast_1d(np.asarray(users))
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise RecommendError(f"user ids must be integers, got {arr.ravel()[:5].tolist()}")
+        arr = arr.astype(np.int64).ravel()
+        unknown = arr[(arr < 0) | (arr >= self.n_users)]
+        if unknown.size:
+            shown = ", ".join(map(str, unknown[:5])) + (f" (+{unknown.size - 5} more)" if unknown.size > 5 else "")
+            raise RecommendError(f"unknown user id(s) {shown}: user ids run from 0 to {self.n_users - 1}")
+        return arr
 
     def cached_forward(self) -> Any:
         """``forward()`` computed once per evaluation (and recomputed whenever training resumes)."""

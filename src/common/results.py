@@ -71,6 +71,10 @@ class ResultsStore:
 
     def records(self, fingerprint: str | None = None, status: str = "finished") -> list[dict[str, Any]]:
         """Every record of this dataset (optionally only those of the current data content)."""
+        return [record for _, record in self.entries(fingerprint, status)]
+
+    def entries(self, fingerprint: str | None = None, status: str = "finished") -> list[tuple[Path, dict[str, Any]]]:
+        """(run folder, record) of every recorded run, as :meth:`records` selects them."""
         out = []
         for path in sorted(self.root.glob("*/*/result.json")):
             try:
@@ -82,13 +86,15 @@ class ResultsStore:
                 continue
             if fingerprint and record.get("fingerprint") != fingerprint:
                 continue
-            out.append(record)
+            out.append((path.parent, record))
         return out
 
 
 def make_record(config, fingerprint: str, run_id: str, result=None, status: str = "finished",
-                error: str = "") -> dict[str, Any]:
-    """One results record: config, seed, metrics, timings, versions and host."""
+                error: str = "", dataset=None) -> dict[str, Any]:
+    """One results record: config, seed, metrics, timings, versions and host; with ``dataset``,
+    also its counts and per-file hashes (``data``), so that loading the run later can say what
+    changed in the data."""
     swept = {k: config[k] for k in config.hyper_parameters}
     record = {
         "run_id": run_id, "status": status, "dataset": config.dataset, "model": config.model,
@@ -99,6 +105,8 @@ def make_record(config, fingerprint: str, run_id: str, result=None, status: str 
                                       "numpy": np.__version__},
         "argv": " ".join(sys.argv),
     }
+    if dataset is not None:
+        record["data"] = dataset.content_summary()
     if result is not None:
         record.update(asdict(result))
     if error:
@@ -125,7 +133,8 @@ def group_by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
         cfg = {k: v for k, v in r["config"].items() if k not in ("seed", "show_progress", "threads",
-                                                                "device", "results_dir", "cache_dir")}
+                                                                "device", "results_dir", "cache_dir",
+                                                                "save_checkpoint", "save_topk")}
         key = (r["label"], json.dumps(cfg, sort_keys=True, default=str))
         groups.setdefault(key, []).append(r)
     return groups

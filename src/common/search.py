@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from src.common.config import Config, ConfigError, ConfigSpace, DatasetConfig
 from src.common.dataset import DataError, Dataset, load_dataset
+from src.common.recommender import get_model_class
 from src.common.results import ResultsStore, best_per_label, make_record, run_id_for
 from src.common.trainer import Trainer, TrainResult
 
@@ -109,6 +110,9 @@ def run_search(space: ConfigSpace, dataset: Dataset | None = None, executor: Exe
     check_space(space)
     first = space.first()
     dataset = dataset if dataset is not None else load_dataset(first)
+    needs = get_model_class(first.model).required_modalities
+    if needs != ():  # fail before any run folder is written, not inside every trial
+        dataset.require_features(first.model, None if needs is None else list(needs))
     store = ResultsStore(first.results_dir, first.dataset)
     t0 = time.perf_counter()
     summary = SearchSummary(records=[])
@@ -136,7 +140,7 @@ def run_search(space: ConfigSpace, dataset: Dataset | None = None, executor: Exe
                                  error=f"{type(outcome).__name__}: {outcome}")
             summary.failed += 1
         else:
-            record = make_record(trial.config, dataset.fingerprint, trial.run_id, outcome)
+            record = make_record(trial.config, dataset.fingerprint, trial.run_id, outcome, dataset=dataset)
             summary.finished += 1
         store.write(trial.run_dir, record)  # at once, atomically: a kill loses at most the run in flight
         summary.records.append(record)

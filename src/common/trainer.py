@@ -1,5 +1,6 @@
 """Training one configuration: seeds, device, Adam, epochs, early stopping on the valid metric,
-the best checkpoint, and the final (single) test evaluation.
+the best checkpoint, the final (single) test evaluation and, with ``save_topk``, the test-time
+top-K lists that let anyone recompute the test metrics.
 
 Model selection uses the valid split only; the test split is scored once, from the best state.
 """
@@ -24,6 +25,7 @@ from src.common.evaluator import Evaluator
 from src.common.recommender import get_model_class, resolve_device
 from src.common.sampler import BPRSampler
 from src.common.storage import atomic_torch_save
+from src.common.topk import write_test_topk
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +177,8 @@ class Trainer:
         eval_times.append(time.perf_counter() - t1)
         if self.run_dir is not None and self.config.save_checkpoint:
             atomic_torch_save(self.model.state_dict(), Path(self.run_dir) / "model.pt")
+        if self.run_dir is not None and cfg.save_topk:
+            write_test_topk(self.model, self.evaluator, self.run_dir, cfg.save_topk)
         return TrainResult(valid=best_valid, test=test, best_epoch=best_epoch, epochs_run=epoch + 1,
                            seconds_per_epoch=float(np.median(epoch_times)) if epoch_times else 0.0,
                            eval_seconds=float(np.median(eval_times)), train_seconds=float(sum(epoch_times)),

@@ -1,0 +1,170 @@
+"""Speed and memory benchmark: seconds per epoch, one full-ranking evaluation, setup time, peak
+memory and parameter count, for every registered model, one fresh process per measurement (so the
+peak RSS is the model's own).
+
+On a dataset without features (``baby``), features of MMRec's Baby shapes (image 4096-d, text
+384-d) are generated at random — for timing only; no accuracy is reported from them.
+The scaling run replicates the graph ``factor`` times (see :func:`replicate`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from src.common.config import resolve
+from src.common.dataset import Dataset, load_dataset
+from src.common.paths import ROOT
+from src.common.trainer import Trainer, peak_rss_mib
+
+logger = logging.getLogger(__name__)
+
+#: feature shapes of MMRec's Amazon Baby, used when a dataset ships without features
+SYNTHETIC_DIMS = {"image": 4096, "text": 384}
+
+
+@dataclass
+class Measurement:
+    model: str
+    dataset: str
+    scale: int
+    s_per_epoch: float
+    eval_s: float
+    setup_s: float
+    peak_rss_mib: float
+    gpu_peak_mib: float
+    params: int
+    epochs_timed: int
+    synthetic_features: bool
+    users: int
+    items: int
+    train_edges: int
+    error: str = ""
+
+
+def replicate(ds: Dataset, factor: int, rewire: float = 0.1, seed: int = 0) -> Dataset:
+    """The graph ``factor`` times larger: users and items copied ``factor`` times, each copy's
+    edges kept inside the copy except a ``rewire`` share whose item moves to a random other copy
+    (so the copies form one connected graph of the same degree profile). Features are tiled with
+    small noise so kNN graphs do not degenerate."""
+    if factor == 1:
+        return ds
+    rng = np.random.default_rng(seed)
+    frames = []
+    for label, split in enumerate((ds.train, ds.valid, ds.test)):
+        for c in range(factor):
+            copy = np.full(len(split), c)
+            moved = rng.random(len(split)) < rewire
+            item_copy = np.where(moved, rng.integers(0, factor, len(split)), copy)
+            frames.append(pd.DataFrame({"userID": split.users + c * ds.n_users,
+                                        "itemID": split.items + item_copy * ds.n_items,
+                                        "x_label": label}))
+    inter = pd.concat(frames, ignore_index=True)
+    features = {m: np.concatenate([f.numpy() + 0.01 * rng.standard_normal(f.shape).astype(np.float32)
+                                   for _ in range(factor)]) for m, f in ds.features.items()}
+    return Dataset.from_frame(f"{ds.name}x{factor}", inter, features, cold_threshold=ds.cold_threshold,
+                              n_items=ds.n_items * factor)
+
+
+def bench_dataset(name: str, scale: int, seed: int = 0) -> tuple[Dataset, bool]:
+    """The dataset, with generated features if it has none (returns whether they are synthetic)."""
+    ds = load_dataset(resolve(None, name).first())
+    synthetic = not ds.features
+    if synthetic:
+        rng = np.random.default_rng(seed)
+        ds.features = {m: torch.from_numpy(rng.standard_normal((ds.n_items, d), dtype=np.float32))
+                       for m, d in SYNTHETIC_DIMS.items()}
+        ds.missing_features = {}
+    return replicate(ds, scale, seed=seed), synthetic
+
+
+def measure(model: str, dataset: str, scale: int = 1, epochs: int = 3, warmup: int = 1,
+            threads: int = 0, overrides: dict[str, Any] | None = None) -> Measurement:
+    """Time ``warmup + epochs`` training epochs (median of the last ``epochs``) and one
+    full-ranking evaluation of the test split, in this process."""
+    ds, synthetic = bench_dataset(dataset, scale)
+    over = {"show_progress": False, "threads": threads, "save_checkpoint": False, **(overrides or {})}
+    config = resolve(model, dataset, over).first()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    trainer = Trainer(config, ds)
+    setup = time.perf_counter() - t0
+    times = []
+    for epoch in range(warmup + epochs):
+        t1 = time.perf_counter()
+        trainer.train_epoch(epoch)
+        _sync()
+        times.append(time.perf_counter() - t1)
+    t2 = time.perf_counter()
+    trainer.evaluate("test")
+    _sync()
+    eval_s = time.perf_counter() - t2
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+    return Measurement(model=config.model, dataset=dataset, scale=scale,
+                       s_per_epoch=float(np.median(times[warmup:])), eval_s=eval_s, setup_s=setup,
+                       peak_rss_mib=peak_rss_mib(), gpu_peak_mib=gpu, params=trainer.model.n_parameters(),
+                       epochs_timed=epochs, synthetic_features=synthetic, users=ds.n_users,
+                       items=ds.n_items, train_edges=len(ds.train))
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def measure_in_subprocess(model: str, dataset: str, scale: int, epochs: int, warmup: int, threads: int,
+                          overrides: dict[str, Any], timeout: float) -> Measurement:
+    """Run :func:`measure` in a fresh interpreter so peak memory is the model's own."""
+    job = {"model": model, "dataset": dataset, "scale": scale, "epochs": epochs, "warmup": warmup,
+           "threads": threads, "overrides": overrides}
+    cmd = [sys.executable, "-c", "import json,sys; from src.bench import _worker; _worker(sys.argv[1])",
+           json.dumps(job)]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return _failed(job, f"timed out after {timeout:.0f}s")
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return _failed(job, tail)
+    return Measurement(**json.loads(lines[-1]))
+
+
+def _failed(job: dict, error: str) -> Measurement:
+    nan = float("nan")
+    return Measurement(job["model"], job["dataset"], job["scale"], nan, nan, nan, nan, nan, 0,
+                       job["epochs"], False, 0, 0, 0, error=error)
+
+
+def _worker(job_json: str) -> None:
+    job = json.loads(job_json)
+    m = measure(**job)
+    sys.stdout.write(json.dumps(asdict(m)) + "\n")
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "threads": threads or cores, "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "date": time.strftime("%Y-%m-%d %H:%M")}

@@ -1,0 +1,96 @@
+"""``python main.py bench``: seconds per epoch, evaluation seconds, peak memory and parameters of
+every registered model on baby and scientific, a scaling run, and hot-path before/after timings."""
+from __future__ import annotations
+
+import logging
+import math
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from src.bench import machine_info, measure_in_subprocess
+from src.common.paths import from_root
+from src.common.recommender import model_names
+from src.common.results import markdown_table
+from src.common.storage import atomic_write_text
+
+HELP = "benchmark speed and memory of every model (one fresh process per measurement)"
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("-m", "--model", default="all", help="models, comma-separated (default: all)")
+    parser.add_argument("-d", "--dataset", default="baby,scientific", help="datasets, comma-separated")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (median) after the warm-up")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
+    parser.add_argument("--scaling", action="store_true", help="also run the 1x/2x/4x scaling run")
+    parser.add_argument("--scales", default="1,2,4")
+    parser.add_argument("--scaling-models", default="LightGCN,MoToRec")
+    parser.add_argument("--hotpaths", action="store_true", help="time hot paths before/after optimisation")
+    parser.add_argument("--only-hotpaths", action="store_true")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every model (e.g. train_batch_size=2048)")
+    parser.add_argument("--out", default="saved/bench", help="folder for the markdown and CSV tables")
+
+
+def run(args) -> int:
+    from src.cli._common import overrides_of
+    out = from_root(args.out)
+    overrides = overrides_of(args)
+    info = machine_info(args.threads)
+    header = (f"machine: {info['cpu']}, {info['cores']} cores; torch {info['torch']}, "
+              f"{info['threads']} threads, device {info['device']}; {info['date']}")
+    print(header)
+    if args.hotpaths or args.only_hotpaths:
+        from src.bench_hotpaths import run_all
+        table = pd.DataFrame(run_all())
+        _write(out / "hotpaths", table, header)
+        print("\n## Hot paths (Baby graph), before -> after\n")
+        print(markdown_table(table, floatfmt=".3f"))
+        if args.only_hotpaths:
+            return 0
+    registered = model_names()
+    models = registered if args.model == "all" else [m.strip() for m in args.model.split(",")]
+    datasets = [d.strip() for d in args.dataset.split(",") if d.strip()]
+    jobs = [(m, d, 1) for d in datasets for m in models]
+    if args.scaling:
+        scaling_models = [m for m in args.scaling_models.split(",") if m in registered]
+        jobs += [(m, datasets[0], int(s)) for m in scaling_models for s in args.scales.split(",") if int(s) > 1]
+    rows = []
+    for model, dataset, scale in tqdm(jobs, desc="bench", unit="job"):
+        m = measure_in_subprocess(model, dataset, scale, args.epochs, args.warmup, args.threads,
+                                  overrides, args.timeout)
+        if m.error:
+            logger.warning("%s on %s x%d failed: %s", model, dataset, scale, m.error)
+        rows.append(m.__dict__)
+    df = pd.DataFrame(rows)
+    main = df[df.scale == 1].drop(columns=["scale"])
+    for dataset, part in main.groupby("dataset", sort=False):
+        note = " (features generated at random, MMRec's shapes: timing only)" if part.synthetic_features.any() else ""
+        table = part[["model", "s_per_epoch", "eval_s", "setup_s", "peak_rss_mib", "gpu_peak_mib", "params",
+                      "users", "items", "train_edges", "error"]]
+        if not (table.gpu_peak_mib > 0).any():
+            table = table.drop(columns=["gpu_peak_mib"])
+        _write(out / f"bench_{dataset}", table, header + note)
+        print(f"\n## {dataset}{note}\n")
+        print(markdown_table(table.reset_index(drop=True), floatfmt=".3f"))
+    if args.scaling:
+        scal = df[df.model.isin(args.scaling_models.split(",")) & (df.dataset == datasets[0])].copy()
+        base = scal[scal.scale == 1].set_index("model")
+        for col in ("s_per_epoch", "eval_s", "peak_rss_mib"):
+            scal[f"{col} x"] = [r[col] / base.loc[r.model, col] if r.model in base.index and
+                                base.loc[r.model, col] else math.nan for _, r in scal.iterrows()]
+        table = scal[["model", "scale", "users", "items", "train_edges", "s_per_epoch", "s_per_epoch x",
+                      "eval_s", "eval_s x", "peak_rss_mib", "peak_rss_mib x", "error"]].sort_values(["model", "scale"])
+        _write(out / f"scaling_{datasets[0]}", table, header)
+        print(f"\n## Scaling on {datasets[0]} (growth factors relative to 1x)\n")
+        print(markdown_table(table.reset_index(drop=True), floatfmt=".3f"))
+    print(f"\ntables written to {out}/")
+    return 0
+
+
+def _write(stem, table: pd.DataFrame, header: str) -> None:
+    atomic_write_text(f"{stem}.csv", f"# {header}\n" + table.to_csv(index=False))
+    atomic_write_text(f"{stem}.md", f"{header}\n\n{markdown_table(table.reset_index(drop=True), floatfmt='.3f')}\n")
