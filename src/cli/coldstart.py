@@ -36,7 +36,8 @@ def add_arguments(parser) -> None:
                         "training and report how well their users are found from their features alone")
     parser.add_argument("--top", type=int, default=10, help="users listed per new item (default 10)")
     parser.add_argument("--out", help="also write a TSV (new item, codes, top users)")
-    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="results_dir=... (where the run is), threads=1; with --holdout any config key")
 
 
 def read_features(specs: list[str], dims: dict[str, int]) -> dict[str, torch.Tensor]:

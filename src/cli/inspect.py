@@ -25,7 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--export", metavar="PATH", help="write every item's code string to PATH "
                         "(TSV: itemID, codes); default <run folder>/codes.tsv")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="run-level keys, e.g. results_dir=... threads=1")
+                        help="results_dir=... (where the run is), threads=1, device=cpu")
 
 
 def run(args) -> int:
