@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.common import graph, losses
-from src.common.quantize import RQVAE, mlp, soft_code_usage, sparsity_kl
+from src.common.quantize import RQVAE, soft_code_usage, sparsity_kl
 from src.common.recommender import GeneralRecommender, register
 
 
