@@ -120,8 +120,15 @@ class GeneralRecommender(nn.Module):
         return adj.to(self.device)
 
     def item_features(self, dataset) -> dict[str, torch.Tensor]:
-        """The features of the modalities this model uses, (n_items, d_m) each, on its device."""
-        return {m: dataset.features[m].to(self.device) for m in self.modalities}
+        """The features of the modalities this model uses, (n_items, d_m) each, on its device
+        (from an LMDB store they are read batch by batch straight onto the device)."""
+        batch_rows = self.config.feature_batch_rows
+        return {m: dataset.feature_stores[m].tensor(self.device, batch_rows) for m in self.modalities}
+
+    def item_feature_stores(self, dataset) -> dict:
+        """The feature stores of the modalities this model uses, for models that read rows in
+        batches (``store.rows(items)`` -> (len(items), d_m) on the CPU) instead of all at once."""
+        return {m: dataset.feature_stores[m] for m in self.modalities}
 
     def item_representation(self, dataset, dim: int) -> nn.Module:
         """The module giving item vectors (ID table, or MOTOR tokens by config): call it as

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from src.common.config import EXECUTION_KEYS
 from src.common.paths import from_root
 from src.common.storage import atomic_write_json, atomic_write_text
 
@@ -55,13 +56,14 @@ class ResultsStore:
     def record_path(self, run_dir: Path) -> Path:
         return run_dir / "result.json"
 
-    def finished(self, run_dir: Path) -> dict[str, Any] | None:
-        """The record of a finished run in ``run_dir``, or None (not run, or failed)."""
+    def finished(self, run_dir: Path, also: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """The record of a finished run in ``run_dir`` (or of one whose status is in ``also``,
+        e.g. ``pruned``), or None (not run, or failed)."""
         path = self.record_path(run_dir)
         if not path.exists():
             return None
         record = json.loads(path.read_text())
-        return record if record.get("status") == "finished" else None
+        return record if record.get("status") in ("finished", *also) else None
 
     def write(self, run_dir: Path, record: dict[str, Any]) -> Path:
         return atomic_write_json(self.record_path(run_dir), record)
@@ -94,7 +96,11 @@ def make_record(config, fingerprint: str, run_id: str, result=None, status: str 
                 error: str = "", dataset=None) -> dict[str, Any]:
     """One results record: config, seed, metrics, timings, versions and host; with ``dataset``,
     also its counts and per-file hashes (``data``), so that loading the run later can say what
-    changed in the data."""
+    changed in the data.
+
+    The host is the one the run trained on (``result.host``; this machine for a failed run). A run that
+    the search's scheduler stopped early (``result.pruned``) gets the status ``pruned``.
+    """
     swept = {k: config[k] for k in config.hyper_parameters}
     record = {
         "run_id": run_id, "status": status, "dataset": config.dataset, "model": config.model,
@@ -109,6 +115,8 @@ def make_record(config, fingerprint: str, run_id: str, result=None, status: str 
         record["data"] = dataset.content_summary()
     if result is not None:
         record.update(asdict(result))
+        if result.pruned and status == "finished":
+            record["status"] = "pruned"
     if error:
         record["error"] = error
     return record
@@ -132,9 +140,8 @@ def group_by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[
     """Records of the same label and config (all keys but the seed), i.e. the seeds of one point."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
-        cfg = {k: v for k, v in r["config"].items() if k not in ("seed", "show_progress", "threads",
-                                                                "device", "results_dir", "cache_dir",
-                                                                "save_checkpoint", "save_topk")}
+        cfg = {k: v for k, v in r["config"].items()
+               if k not in ("seed", "save_checkpoint", "save_topk") and k not in EXECUTION_KEYS}
         key = (r["label"], json.dumps(cfg, sort_keys=True, default=str))
         groups.setdefault(key, []).append(r)
     return groups

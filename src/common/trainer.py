@@ -12,10 +12,11 @@ import math
 import os
 import random
 import resource
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -68,6 +69,8 @@ class TrainResult:
     n_parameters: int
     peak_rss_mib: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    pruned: bool = False                 # stopped early by the search's scheduler (e.g. ASHA)
+    host: str = field(default_factory=socket.gethostname)  # where it trained (a Ray worker's node)
 
 
 def build_model(config, dataset):
@@ -81,11 +84,17 @@ def build_model(config, dataset):
 class Trainer:
     """Fits a model with Adam on BPR batches and early stopping on ``valid_metric``.
 
+    ``should_stop(n_evals, best_valid) -> bool``, when given, is asked after every evaluation
+    whether a search scheduler (e.g. ASHA) stops this run early; the run then ends like an early
+    stop, from its best state, with ``pruned=True``.
+
     Subclass it (named after the trick) for paper-specific training procedures.
     """
 
-    def __init__(self, config, dataset, model=None, run_dir: Path | None = None, evaluator: Evaluator | None = None):
+    def __init__(self, config, dataset, model=None, run_dir: Path | None = None, evaluator: Evaluator | None = None,
+                 should_stop: Callable[[int, float], bool] | None = None):
         self.config, self.dataset, self.run_dir = config, dataset, run_dir
+        self.should_stop = should_stop
         set_threads(config.threads)
         self.device = resolve_device(config.device)
         self.model = model if model is not None else build_model(config, dataset)
@@ -130,6 +139,7 @@ class Trainer:
         cfg = self.config
         key = cfg.valid_metric
         best_score, best_epoch, best_state, bad_evals = -math.inf, -1, None, 0
+        n_evals, pruned = 0, False
         best_valid: dict[str, float] = {}
         epoch_times, eval_times, history = [], [], []
         logger.info("model %s: %d trainable parameters, device %s, %d threads",
@@ -160,9 +170,16 @@ class Trainer:
                             score, " *" if improved else "", f"  {extra}" if extra else "")
                 bar.set_postfix({"loss": f"{sum(losses.values()):.4f}", key: f"{score:.4f}",
                                  "best": f"{best_score:.4f}@{best_epoch}"})
+                n_evals += 1
                 if bad_evals >= cfg.stopping_step:
                     logger.info("early stop at epoch %d: no %s improvement in %d evaluations",
                                 epoch, key, cfg.stopping_step)
+                    history.append(record)
+                    break
+                if self.should_stop is not None and self.should_stop(n_evals, best_score):
+                    logger.info("stopped by the search scheduler at epoch %d: best %s=%.4f trails the "
+                                "other trials after %d evaluations", epoch, key, best_score, n_evals)
+                    pruned = True
                     history.append(record)
                     break
             else:
@@ -183,4 +200,4 @@ class Trainer:
                            seconds_per_epoch=float(np.median(epoch_times)) if epoch_times else 0.0,
                            eval_seconds=float(np.median(eval_times)), train_seconds=float(sum(epoch_times)),
                            n_parameters=self.model.n_parameters(), peak_rss_mib=peak_rss_mib(),
-                           history=history)
+                           history=history, pruned=pruned)
