@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import logging
 import pkgutil
 from typing import Any, NamedTuple
 
@@ -25,9 +26,12 @@ import torch
 from torch import nn
 
 from src.common import graph
+from src.common.cache import cache_path, content_key, disk_cached
 from src.common.config import ConfigError
 from src.common.evaluator import masked_scores
 from src.common.item_repr import build_item_representation
+
+logger = logging.getLogger(__name__)
 
 MODELS: dict[str, type["GeneralRecommender"]] = {}
 
@@ -121,6 +125,27 @@ class GeneralRecommender(nn.Module):
             dataset.train.users, dataset.train.items, dataset.n_users, dataset.n_items)))
         return adj.to(self.device)
 
+    def modality_knn_graph(self, dataset, modality: str, k: int, weighted: bool = False) -> sp.csr_matrix:
+        """D^-1/2 S D^-1/2 of the top-k cosine kNN graph of one modality's raw features (scipy CSR,
+        n_items x n_items, each item's k most similar items incl. itself with weight 1, or the
+        cosine when ``weighted``; D the row sums). Built once per dataset, modality, k and weighting,
+        and cached on disk in ``cache_dir`` under a key of the feature bytes and those settings."""
+        weighting = "cosine" if weighted else "binary"
+
+        def build() -> sp.csr_matrix:
+            features = dataset.features[modality]
+            settings = {"graph": "cosine_knn", "k": k, "weighting": weighting, "normalisation": "sym"}
+            path = cache_path(self.config.cache_dir, "knn_graph", modality,
+                              content_key({"features": features}, settings))
+            entry, was_cached = disk_cached(path, lambda: _csr_entry(graph.sym_norm(graph.knn_graph(
+                features.to(self.device), k, weighted=weighted))))
+            if was_cached:
+                logger.info("%s kNN graph (k=%d, %s) loaded from %s", modality, k, weighting, path)
+            return sp.csr_matrix((entry["data"].numpy(), entry["indices"].numpy(), entry["indptr"].numpy()),
+                                 shape=tuple(entry["shape"].tolist()))
+
+        return dataset.cached(f"knn_graph/{modality}/k={k}/{weighting}/sym_norm", build)
+
     def item_features(self, dataset) -> dict[str, torch.Tensor]:
         """The features of the modalities this model uses, (n_items, d_m) each, on its device
         (from an LMDB store they are read batch by batch straight onto the device)."""
@@ -148,6 +173,10 @@ class GeneralRecommender(nn.Module):
 
     def pre_epoch(self, epoch: int) -> None:
         """Hook run before each training epoch (e.g. to resample a pruned graph)."""
+
+    def learning_rate_scale(self, epoch: int) -> float:
+        """Factor on the configured learning rate for ``epoch`` (a model's own schedule); 1 by default."""
+        return 1.0
 
     def epoch_report(self) -> str:
         """Extra text for the epoch's log line (e.g. codebook usage); empty by default."""
@@ -241,3 +270,10 @@ class GeneralRecommender(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def _csr_entry(m: sp.csr_matrix) -> dict[str, torch.Tensor]:
+    """A scipy CSR matrix as plain tensors (what the disk cache stores)."""
+    return {"indptr": torch.from_numpy(m.indptr.astype(np.int64)),
+            "indices": torch.from_numpy(m.indices.astype(np.int64)),
+            "data": torch.from_numpy(m.data.astype(np.float32)), "shape": torch.tensor(m.shape)}

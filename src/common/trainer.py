@@ -116,6 +116,8 @@ class Trainer:
         """One pass over the train interactions; returns the mean of each named loss term."""
         self.model.train()
         self.model.pre_epoch(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.learning_rate * self.model.learning_rate_scale(epoch)
         totals: dict[str, float] = {}
         n_batches = 0
         for b, batch in enumerate(self.sampler):
