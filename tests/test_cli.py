@@ -36,7 +36,8 @@ def test_unknown_key_is_a_one_line_error_listing_valid_keys():
     assert "learning_rate" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_multimodal_model_on_baby_names_the_missing_file():
-    out = run("-m", "VBPR", "-d", "baby", "--set", "epochs=1", check=False)
+def test_multimodal_model_on_baby_names_the_missing_file(tmp_path):
+    out = run("-m", "VBPR", "-d", "baby", "--set", "epochs=1", f"results_dir={tmp_path}", check=False)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "image_feat.npy" in out.stderr and "MMRec" in out.stderr
+    assert not (tmp_path / "baby").exists(), "no run folder for a run that cannot start"

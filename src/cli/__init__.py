@@ -57,6 +57,8 @@ def setup_logging(verbose: bool = False) -> None:
 def main(argv: list[str]) -> int:
     from src.common.config import ConfigError
     from src.common.dataset import DataError
+    from src.common.recommender import RecommendError
+    from src.common.runs import RunError
 
     parser = build_parser()
     commands = _commands()
@@ -66,7 +68,7 @@ def main(argv: list[str]) -> int:
     setup_logging(getattr(args, "verbose", False))
     try:
         return args.run(args) or 0
-    except (ConfigError, DataError, FileNotFoundError) as e:
+    except (ConfigError, DataError, RunError, RecommendError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from src.common.config import ConfigError, parse_override
+from src.common.config import ConfigError, RunConfig, load_yaml, parse_override
+from src.common.paths import CONFIG_DIR
 
 
 def add_model_dataset(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
@@ -26,3 +27,14 @@ def overrides_of(args) -> dict:
             raise ConfigError(f"--set {key} given twice")
         out[key] = value
     return out
+
+
+def default_results_dir() -> str:
+    """``results_dir`` as ``overall.yaml`` sets it (commands that read runs of any dataset)."""
+    return str(load_yaml(CONFIG_DIR / "overall.yaml").get("results_dir", RunConfig.results_dir))
+
+
+def split_results_dir(overrides: dict) -> tuple[str, dict]:
+    """(results_dir, the other overrides) of a command that reads saved runs."""
+    rest = dict(overrides)
+    return str(rest.pop("results_dir", None) or default_results_dir()), rest

@@ -1,13 +1,19 @@
-"""``python main.py [train] -m <Model>[,<Model>...] -d <dataset> [--set key=value ...]``"""
+"""``python main.py [train] -m <Model>[,<Model>...] -d <dataset> [--workers N | --ray-address ADDR]
+[--set key=value ...]``"""
 from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from src.cli._common import add_model_dataset, models_of, overrides_of
 from src.common.config import resolve
 from src.common.dataset import load_dataset
+from src.common.executors import executor_for
 from src.common.results import ResultsStore, leaderboard, markdown_table
-from src.common.search import run_search
+from src.common.runs import ensure_test_topk
+from src.common.search import DATA_KEYS, check_space, run_search
+from src.common.topk import run_topk_path
 
 HELP = "train model(s) on a dataset, running the YAML grid (default command)"
 logger = logging.getLogger(__name__)
@@ -18,27 +24,32 @@ def add_arguments(parser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="re-run grid points that already have a finished result")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="run N trials at once on a local Ray instance (needs ray; sets workers)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="run the trials on a running Ray cluster: auto (on a node of it) or "
+                             "ray://HEAD:10001 (needs ray; sets ray_address)")
+    parser.add_argument("--save-topk", type=int, metavar="K",
+                        help="write every test user's top-K (train+valid items masked) to "
+                             "<run dir>/test_top<K>.tsv, to recompute the test metrics independently "
+                             "(same as --set save_topk=K)")
 
 
 def run(args) -> int:
     overrides = overrides_of(args)
     if args.no_progress:
         overrides["show_progress"] = False
+    for key, value in (("workers", args.workers), ("ray_address", args.ray_address)):
+        if value is not None:
+            overrides[key] = value
+    if args.save_topk is not None:
+        overrides["save_topk"] = args.save_topk
     models = models_of(args)
     spaces = [resolve(m, args.dataset, overrides) for m in models]  # validate all before training any
-    datasets: dict[str, object] = {}
-    summaries = []
     for space in spaces:
-        first = space.first()
-        key = repr({k: first[k] for k in ("data_path", "inter_file", "feature_files", "n_items",
-                                         "cold_threshold", "user_field", "item_field", "split_field")})
-        if key not in datasets:
-            datasets[key] = load_dataset(first)
-        logger.info("%s on %s: %d run(s) (%s)", first.model, first.dataset, len(space),
-                    ", ".join(f"{k}: {len(v)}" for k, v in space.grid.items()) or "no grid")
-        summary = run_search(space, datasets[key], force=args.force)
-        summaries.append(summary)
-        print(report(summary, first))
+        check_space(space)
+    with executor_for(spaces[0].first()) as executor:  # one Ray instance for all the models
+        summaries, datasets = _train_all(spaces, executor, args.force)
     if len(models) > 1:
         first = spaces[0].first()
         ds = next(iter(datasets.values()))
@@ -48,10 +59,53 @@ def run(args) -> int:
     return 0 if all(s.finished or s.skipped for s in summaries) else 1
 
 
+def _train_all(spaces, executor, force: bool):
+    """Search each space (one model each) with ``executor``, loading each distinct dataset once."""
+    datasets: dict[str, object] = {}
+    summaries = []
+    for space in spaces:
+        first = space.first()
+        key = repr({k: first[k] for k in sorted(DATA_KEYS)})  # every key that changes the loaded data
+        if key not in datasets:
+            datasets[key] = load_dataset(first)
+        logger.info("%s on %s: %s", first.model, first.dataset, plan(space))
+        summary = run_search(space, datasets[key], executor=executor, force=force)
+        summaries.append(summary)
+        if first.save_topk:
+            save_missing_topk(summary, first, datasets[key])
+        print(report(summary, first))
+        if first.save_topk and summary.best:
+            best = summary.best[0]
+            run_dir = ResultsStore(first.results_dir, first.dataset).root / best["model"] / best["run_id"]
+            print(f"test top-{first.save_topk} of every test user: {run_topk_path(run_dir, first.save_topk)}")
+    return summaries, datasets
+
+
+def plan(space) -> str:
+    """One line: how many runs the search does, over which keys."""
+    grid = ", ".join(f"{k}: {len(v)}" for k, v in space.grid.items()) or "no grid"
+    seeds = f" x {len(space.seeds)} seeds" if len(space.seeds) > 1 else ""
+    search = space.base["search"]
+    if search == "grid":
+        return f"{len(space)} run(s) ({grid}{seeds})"
+    n = min(space.base["n_trials"], space.n_points)
+    return f"{search} search, {n} of {space.n_points} configs ({grid}){seeds}"
+
+
+def save_missing_topk(summary, config, dataset) -> None:
+    """Runs that had finished before without ``save_topk`` get their test top-K from the checkpoint."""
+    store = ResultsStore(config.results_dir, config.dataset)
+    for record in summary.records:
+        run_dir = store.root / record["model"] / record["run_id"]
+        if record.get("status") == "finished" and (run_dir / "model.pt").exists():
+            ensure_test_topk(run_dir, config.save_topk, dataset=dataset, threads=config.threads,
+                             device=config.device, show_progress=config.show_progress)
+
+
 def report(summary, config) -> str:
     """The best config's valid and test metrics as a markdown table (rows = metrics)."""
     if not summary.best:
-        return f"\n{config.model}: no run finished ({summary.failed} failed); see the run logs."
+        return f"\n{config.model}: no run finished; {counts(summary)}; see the run logs."
     runs = summary.best
     r0 = runs[0]
     n = len(runs)
@@ -69,8 +123,21 @@ def report(summary, config) -> str:
         cells = []
         for _, split, prefix in cols:
             vals = [r[split].get(prefix + m) for r in runs]
-            cells.append("-" if any(v is None for v in vals) else f"{sum(vals) / n:.4f}")
+            if any(v is None for v in vals):
+                cells.append("-")
+            else:  # the spread over seeds is part of the result
+                cells.append(f"{np.mean(vals):.4f}" + (f" ± {np.std(vals):.4f}" if n > 1 else ""))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     users = [f"{c[0]}: {r0[c[1]].get(c[2] + 'n_users', '-')}" for c in cols]
     lines.append(f"\nusers evaluated — {'; '.join(users)}")
+    lines.append(f"runs: {counts(summary)}")
     return "\n".join(lines)
+
+
+def counts(summary) -> str:
+    """``N finished, N failed, N skipped`` (and the runs a scheduler stopped early, if any)."""
+    text = (f"{summary.finished} finished, {summary.failed} failed, {summary.skipped} skipped "
+            f"(already finished)")
+    if summary.pruned:
+        text += f", {summary.pruned} stopped early"
+    return f"{text} in {summary.seconds:.1f}s"

@@ -10,7 +10,8 @@ type and lists under keys that expect a scalar, naming the file and the key.
 
 Grid search keeps MMRec's convention: a list is a sweep only under a key named in
 ``hyper_parameters``; the Cartesian product of those lists (and of ``seed`` when it is a list)
-gives the points of the search. Each point is a :class:`Config`: read-only, attribute access,
+gives the points of the search (``search: random | tpe`` visit ``n_trials`` of them instead, see
+:class:`SearchConfig`). Each point is a :class:`Config`: read-only, attribute access,
 and reading an undeclared key raises instead of returning ``None``.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Iterator, Literal, Mapping
 
 import yaml
 
-from src.common.paths import CONFIG_DIR, ROOT
+from src.common.paths import CONFIG_DIR, ROOT, from_root
 
 
 class ConfigError(ValueError):
@@ -69,6 +70,7 @@ class RunConfig:
     cache_dir: str = "cache"             # relative to the repository root
     show_progress: bool = True
     save_checkpoint: bool = True
+    save_topk: int = 0                   # write each test user's top-K to <run dir>/test_top<K>.tsv; 0 = off
     label: str = ""                      # leaderboard row name; default: the model name
 
     def __post_init__(self):
@@ -79,6 +81,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.stopping_step < 1:
             raise ValueError(f"stopping_step must be >= 1, got {self.stopping_step}")
+        if self.save_topk < 0:
+            raise ValueError(f"save_topk must be >= 0 (0 = off), got {self.save_topk}")
         if not self.topk or min(self.topk) <= 0:
             raise ValueError(f"topk must be a non-empty list of positive ints, got {self.topk}")
         from src.common.metrics import parse_metric_name  # late: metrics imports nothing of ours
@@ -86,6 +90,47 @@ class RunConfig:
         if name not in [m.lower() for m in self.metrics] or k not in self.topk:
             raise ValueError(f"valid_metric {self.valid_metric!r} must be one of metrics {self.metrics} "
                              f"at one of topk {self.topk}")
+
+
+@dataclass
+class SearchConfig:
+    """How the points of ``hyper_parameters`` are visited and where the runs execute
+    (``src/configs/overall.yaml``; executor keys are read from the first model of a command)."""
+
+    search: Literal["grid", "random", "tpe"] = "grid"  # every point | n_trials sampled | Optuna's TPE
+    n_trials: int = 0                    # random/tpe: configs to run (each once per seed)
+    tpe_batch: int = 0                   # tpe: configs proposed at a time; 0 = as many as run at once
+    workers: int = 0                     # 0: in this process; N: N parallel trials on a local Ray
+    ray_address: str = ""                # auto | ray://host:10001: submit to a running Ray cluster
+    cpus_per_trial: int = 1              # Ray: CPUs (= torch threads) reserved by each trial
+    gpus_per_trial: float = 0.0          # Ray: GPUs per trial (fractions share a GPU)
+    max_retries: int = 1                 # Ray: re-runs of a trial whose worker process died
+    scheduler: Literal["none", "asha"] = "none"  # asha: stop trials trailing at rung milestones
+    asha_grace: int = 4                  # evaluations before a trial can first be stopped
+    asha_reduction: int = 3              # eta: each rung keeps the best 1/eta; rungs at grace*eta^k
+
+    def __post_init__(self):
+        if self.search != "grid" and self.n_trials < 1:
+            raise ValueError(f"search: {self.search} needs n_trials >= 1 (how many configs to run)")
+        for name in ("n_trials", "tpe_batch", "workers", "max_retries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.cpus_per_trial < 1:
+            raise ValueError(f"cpus_per_trial must be >= 1, got {self.cpus_per_trial}")
+        if self.gpus_per_trial < 0:
+            raise ValueError(f"gpus_per_trial must be >= 0, got {self.gpus_per_trial}")
+        if self.asha_grace < 1 or self.asha_reduction < 2:
+            raise ValueError(f"asha_grace must be >= 1 and asha_reduction >= 2, got "
+                             f"{self.asha_grace} and {self.asha_reduction}")
+        address = self.ray_address
+        if address and address != "auto" and not address.startswith("ray://") and ":" not in address:
+            raise ValueError(f"ray_address must be auto, ray://host:port or host:port, got {address!r}")
+
+
+#: keys that decide how and where runs execute, not what a run computes: left out of the run id
+#: (so a point finished in-process is skipped on Ray and vice versa) and of the grouping of seeds
+EXECUTION_KEYS = frozenset({"show_progress", "results_dir", "cache_dir", "threads", "device",
+                            *(f.name for f in dataclasses.fields(SearchConfig))})
 
 
 @dataclass
@@ -102,15 +147,24 @@ class DatasetConfig:
     feature_help: str = ""               # how to get missing feature files (shown in errors)
     item_text_file: str = ""             # optional itemID -> text table, for inspecting codes
     n_items: int = 0                     # catalogue size; 0 = max item id + 1
+    # npy: feature files read into memory (default); lmdb: rows read from an LMDB store on demand
+    feature_store: Literal["npy", "lmdb"] = "npy"
+    lmdb_path: str = "features.lmdb"     # the LMDB store, relative to the dataset folder
+    feature_batch_rows: int = 65536      # rows per read when a model needs all rows of the store
+
+    def __post_init__(self):
+        if self.feature_batch_rows <= 0:
+            raise ValueError(f"feature_batch_rows must be positive, got {self.feature_batch_rows}")
 
 
 Section = type  # a dataclass type
-_SECTIONS: dict[str, Section] = {"run": RunConfig, "dataset": DatasetConfig}
+_SECTIONS: dict[str, Section] = {"run": RunConfig, "search": SearchConfig, "dataset": DatasetConfig}
 
 
 def register_section(name: str):
     """Class decorator: declare an extra group of keys shared by all models (e.g. the item
-    representation)."""
+    representation). A section may define ``inactive_keys(values) -> set[str]``: keys that do not
+    affect a run with these values (kept out of its run identity, so changing them re-runs nothing)."""
     def decorate(schema: Section) -> Section:
         _SECTIONS[name] = schema
         return schema
@@ -272,6 +326,9 @@ class Config(Mapping):
     def __setattr__(self, name, value):
         raise AttributeError("Config is read-only; use config.replace(key=value)")
 
+    def __reduce__(self):  # pickled for Ray workers; the default would go through __setattr__
+        return (Config, (self._values,))
+
     def __iter__(self):
         return iter(self._values)
 
@@ -294,8 +351,10 @@ class Config(Mapping):
 
     def identity(self) -> str:
         """A hash of every value that changes what a run computes (not its bookkeeping)."""
-        ignored = {"show_progress", "results_dir", "cache_dir", "threads", "device", "label",
-                   "hyper_parameters", "save_checkpoint"}
+        ignored = EXECUTION_KEYS | {"label", "hyper_parameters", "save_checkpoint", "save_topk"}
+        for section in _SECTIONS.values():
+            if hasattr(section, "inactive_keys"):
+                ignored = ignored | section.inactive_keys(self._values)
         payload = {k: v for k, v in sorted(self._values.items()) if k not in ignored}
         return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -339,9 +398,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def dataset_yaml(name: str) -> Path | None:
+def dataset_yaml(name: str, data_path: str | Path = "data") -> Path | None:
+    """The dataset's config layer: ``src/configs/dataset/<name>.yaml`` if there is one, else the
+    ``<data_path>/<name>/<name>.yaml`` that ``python main.py prepare`` writes beside the data."""
     path = CONFIG_DIR / "dataset" / f"{name}.yaml"
-    return path if path.exists() else None
+    if path.exists():
+        return path
+    prepared = from_root(data_path) / name / f"{name}.yaml"
+    return prepared if prepared.exists() else None
 
 
 def known_datasets() -> list[str]:
@@ -363,17 +427,38 @@ class ConfigSpace:
     sources: dict[str, str]
 
     def __len__(self) -> int:
-        n = len(self.seeds)
+        return self.n_points * len(self.seeds)
+
+    def __iter__(self) -> Iterator[Config]:
+        for point in self.points():
+            for seed in self.seeds:
+                yield self.config_at(point, seed)
+
+    @property
+    def n_points(self) -> int:
+        """Grid points (configurations) before the seeds repeat them."""
+        n = 1
         for values in self.grid.values():
             n *= len(values)
         return n
 
-    def __iter__(self) -> Iterator[Config]:
+    def points(self) -> Iterator[dict[str, Any]]:
+        """The swept values of every grid point, ``{key: value}``, in the YAML's order."""
         keys = list(self.grid)
         for combo in itertools.product(*(self.grid[k] for k in keys)):
-            for seed in self.seeds:
-                values = dict(self.base, **dict(zip(keys, combo)), seed=seed)
-                yield self._validated(values)
+            yield dict(zip(keys, combo))
+
+    def point_at(self, index: int) -> dict[str, Any]:
+        """The ``index``-th grid point of :meth:`points` (mixed radix, the last key fastest)."""
+        point = {}
+        for key in reversed(list(self.grid)):
+            index, digit = divmod(index, len(self.grid[key]))
+            point[key] = self.grid[key][digit]
+        return {k: point[k] for k in self.grid}
+
+    def config_at(self, point: Mapping[str, Any], seed: int) -> Config:
+        """The validated config of one grid point and seed."""
+        return self._validated(dict(self.base, **point, seed=seed))
 
     def first(self) -> Config:
         return next(iter(self))
@@ -405,11 +490,13 @@ def resolve(model: str | None, dataset: str, overrides: Mapping[str, Any] | None
         sections[f"model {model_cls.__name__}"] = model_cls.Params
     schema = Schema(sections)
 
-    layers: list[tuple[str, dict[str, Any]]] = [(_rel(CONFIG_DIR / "overall.yaml"), load_yaml(CONFIG_DIR / "overall.yaml"))]
-    ds_path = dataset_yaml(dataset)
+    overall = load_yaml(CONFIG_DIR / "overall.yaml")
+    layers: list[tuple[str, dict[str, Any]]] = [(_rel(CONFIG_DIR / "overall.yaml"), overall)]
+    data_path = (overrides or {}).get("data_path") or overall.get("data_path") or DatasetConfig.data_path
+    ds_path = dataset_yaml(dataset, str(data_path))
     if ds_path is not None:
         layers.append((_rel(ds_path), load_yaml(ds_path)))
-    elif dataset not in known_datasets():
+    elif dataset not in known_datasets() and not (from_root(data_path) / dataset / f"{dataset}.inter").exists():
         raise ConfigError(f"unknown dataset {dataset!r}: no src/configs/dataset/{dataset}.yaml and no "
                           f"data/{dataset}/{dataset}.inter. Known datasets: {', '.join(known_datasets())}")
     model_yaml = CONFIG_DIR / "model" / f"{model_cls.__name__}.yaml" if model_cls else None

@@ -6,31 +6,36 @@ features are a ``.npy`` of float rows in itemID order, named in the dataset YAML
 (``feature_files: {image: image_feat.npy, text: text_feat.npy}``); a dataset may have both, one
 or none. Every problem is reported as a :class:`DataError` naming the file, line or key.
 
+Features live in a :class:`~src.common.feature_store.FeatureStore` per modality: in memory from the
+``.npy`` files (``feature_store: npy``, the default), or rows read on demand from an LMDB store
+(``feature_store: lmdb``; ``python main.py convert`` builds it from the ``.npy`` files).
+``dataset.features[m]`` is the full (n_items, d) float tensor either way (read batch by batch from
+LMDB); ``dataset.feature_stores[m].rows(items)`` reads some rows only.
+
 A :class:`Dataset` hands models tensors only (splits, the sparse train matrix, item degrees,
 features); models never see paths.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from src.common.errors import DataError
+from src.common.feature_store import ArrayStore, FeatureStore, open_lmdb
 from src.common.paths import from_root
 
 logger = logging.getLogger(__name__)
 
 SPLITS = {0: "train", 1: "valid", 2: "test"}
-
-
-class DataError(ValueError):
-    """Bad input data, with the file and line (or key) in the message."""
 
 
 @dataclass(frozen=True)
@@ -49,20 +54,43 @@ class Interactions:
         return sp.csr_matrix((data, (self.users, self.items)), shape=(n_users, n_items))
 
 
+class FeatureTensors(Mapping):
+    """``modality -> (n_items, d)`` tensor, read from the feature stores when asked for.
+
+    In-memory stores return their tensor itself; an LMDB store is read batch by batch on every
+    access (keep the result rather than asking twice).
+    """
+
+    def __init__(self, stores: Mapping[str, FeatureStore], batch_rows: int):
+        self._stores, self._batch_rows = stores, batch_rows
+
+    def __getitem__(self, modality: str) -> torch.Tensor:
+        return self._stores[modality].tensor(batch_rows=self._batch_rows)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stores)
+
+    def __len__(self) -> int:
+        return len(self._stores)
+
+
 class Dataset:
     """Validated interactions, splits and item features of one dataset.
 
     Build it with :func:`load_dataset` (files) or :meth:`from_frame` (in-memory, for tests).
+    ``features`` maps a modality to a tensor or to a :class:`FeatureStore` (e.g. LMDB).
     """
 
     def __init__(self, name: str, n_users: int, n_items: int, splits: Mapping[str, Interactions],
-                 features: Mapping[str, torch.Tensor], cold_threshold: int = 10,
+                 features: Mapping[str, torch.Tensor | FeatureStore], cold_threshold: int = 10,
                  missing_features: Mapping[str, str] | None = None, item_text_path: Path | None = None,
-                 source_files: list[Path] | None = None, feature_help: str = ""):
+                 source_files: list[Path] | None = None, feature_help: str = "",
+                 feature_batch_rows: int = 65536):
         self.name = name
         self.n_users, self.n_items = n_users, n_items
         self.train, self.valid, self.test = splits["train"], splits["valid"], splits["test"]
-        self.features = dict(features)
+        self.feature_batch_rows = feature_batch_rows
+        self.features = features
         self.missing_features = dict(missing_features or {})
         self.cold_threshold = cold_threshold
         self.item_text_path = item_text_path
@@ -95,16 +123,32 @@ class Dataset:
                 raise DataError(f"{source}: the {split} split ({split_field}={label}) has no interactions")
             splits[split] = Interactions(users[mask], items[mask])
         names = feature_sources or {}
-        checked = {m: _validated_features(f, m, n_items, names.get(m, f"{m} features"))
+        checked = {m: _validated_store(f, m, n_items, names.get(m, f"{m} features")) if isinstance(f, FeatureStore)
+                   else _validated_features(f, m, n_items, names.get(m, f"{m} features"))
                    for m, f in (features or {}).items()}
         return cls(name, n_users, n_items, splits, checked, cold_threshold=cold_threshold, **kwargs)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. into Ray's object store) without the derived caches: they hold torch
+        sparse tensors and are rebuilt, once, where the dataset is used."""
+        return dict(self.__dict__, _cache={})
+
     # ------------------------------------------------------------------ views
+    @property
+    def features(self) -> FeatureTensors:
+        """``modality -> (n_items, d)`` float tensor (read in batches when the store is LMDB)."""
+        return FeatureTensors(self.feature_stores, self.feature_batch_rows)
+
+    @features.setter
+    def features(self, features: Mapping[str, torch.Tensor | FeatureStore]) -> None:
+        self.feature_stores: dict[str, FeatureStore] = {
+            m: f if isinstance(f, FeatureStore) else ArrayStore(m, f) for m, f in features.items()}
+
     @property
     def modalities(self) -> list[str]:
         """Modalities with features, in a fixed order (image before text)."""
         order = {"image": 0, "text": 1}
-        return sorted(self.features, key=lambda m: (order.get(m, 2), m))
+        return sorted(self.feature_stores, key=lambda m: (order.get(m, 2), m))
 
     def require_features(self, model: str, modalities: list[str] | None = None) -> list[str]:
         """The modalities a multimodal ``model`` can use; raise a clear error when there are none.
@@ -164,13 +208,33 @@ class Dataset:
                 self._fingerprint = h.hexdigest()
         return self._fingerprint
 
+    def file_hashes(self) -> dict[str, str]:
+        """SHA-1 of each source file, by file name (empty for an in-memory dataset)."""
+        if "file_hashes" not in self._cache:
+            self._cache["file_hashes"] = {Path(p).name: fingerprint_files([p]) for p in self.source_files}
+        return self._cache["file_hashes"]
+
+    def content_summary(self) -> dict[str, Any]:
+        """What a saved run needs to recognise this data again: counts, the fingerprint and a hash
+        per file (so that a mismatch can name the file that changed)."""
+        return {"users": self.n_users, "items": self.n_items, "train": len(self.train),
+                "valid": len(self.valid), "test": len(self.test), "fingerprint": self.fingerprint,
+                "files": self.file_hashes()}
+
+    def item_text(self) -> list[str]:
+        """One text per item (itemID order) from the dataset's ``item_text_file``; ``''`` for items
+        the file does not list. Empty list when the dataset declares no such file or it is absent."""
+        if "item_text" not in self._cache:
+            self._cache["item_text"] = _read_item_text(self.item_text_path, self.n_items)
+        return self._cache["item_text"]
+
     def stats(self) -> dict[str, Any]:
         n_inter = len(self.train) + len(self.valid) + len(self.test)
         cold_test = self.cold_items[self.test.items].mean()
         return {"users": self.n_users, "items": self.n_items, "interactions": n_inter,
                 "train": len(self.train), "valid": len(self.valid), "test": len(self.test),
                 "density": n_inter / (self.n_users * self.n_items),
-                "modalities": ",".join(f"{m}:{self.features[m].shape[1]}" for m in self.modalities) or "none",
+                "modalities": ",".join(f"{m}:{self.feature_stores[m].dim}" for m in self.modalities) or "none",
                 "cold_test_share": float(cold_test), "zero_items": int(self.zero_items.sum())}
 
     def __repr__(self) -> str:
@@ -182,15 +246,23 @@ class Dataset:
 # ------------------------------------------------------------------------- file loading
 @dataclass(frozen=True)
 class DatasetFiles:
-    """Where a dataset's files are: the interactions, present and missing feature files."""
+    """Where a dataset's files are: the interactions, present and missing feature files.
+
+    With ``feature_store: lmdb``, ``lmdb`` is the store's folder, ``features`` maps the modalities
+    it holds to that folder, and the store's manifest (with the content hash of every array)
+    stands for the features in ``sources``.
+    """
 
     folder: Path
     inter: Path
     features: dict[str, Path]
     missing: dict[str, Path]
+    lmdb: Path | None = None
 
     @property
     def sources(self) -> list[Path]:
+        if self.lmdb is not None:
+            return [self.inter, self.lmdb / "manifest.json"]
         return [self.inter, *self.features.values()]
 
 
@@ -203,6 +275,16 @@ def dataset_files(config) -> DatasetFiles:
         raise DataError(f"interaction file not found: {inter_path} (dataset {name!r}; set inter_file "
                         f"in src/configs/dataset/{name}.yaml)")
     names = dict(config.feature_files)
+    if config.feature_store == "lmdb":
+        store = folder / config.lmdb_path
+        if not (store / "manifest.json").exists():
+            raise DataError(f"feature_store: lmdb but there is no LMDB feature store at {store}; build it "
+                            f"from the .npy files with: python main.py convert -d {name}")
+        held = open_lmdb(store, role="feature")
+        wanted = list(names) or list(held)
+        present = {m: store for m in wanted if m in held}
+        missing = {m: store / m for m in wanted if m not in held}
+        return DatasetFiles(folder, inter_path, present, missing, lmdb=store)
     if not names:  # no declaration: pick up MMRec's usual names when present
         names = {m: f"{m}_feat.npy" for m in ("image", "text") if (folder / f"{m}_feat.npy").exists()}
     present = {m: folder / f for m, f in names.items() if (folder / f).exists()}
@@ -221,16 +303,50 @@ def fingerprint_files(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
+def content_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """What differs between two :meth:`Dataset.content_summary` results, in words (empty if the
+    same). ``saved`` may hold only a ``fingerprint`` (records written before summaries existed)."""
+    changes = [f"{key} {saved[key]} -> {current[key]}" for key in ("users", "items", "train", "valid", "test")
+               if key in saved and saved[key] != current[key]]
+    if "files" in saved:
+        old, new = saved["files"], current["files"]
+        changes += [f"{name} changed" for name in old if name in new and old[name] != new[name]]
+        changes += [f"{name} is gone" for name in old if name not in new]
+        changes += [f"{name} is new" for name in new if name not in old]
+    if not changes and saved.get("fingerprint") != current["fingerprint"]:
+        changes.append(f"content hash {str(saved.get('fingerprint'))[:12]} -> {current['fingerprint'][:12]}")
+    return changes
+
+
+def _read_item_text(path: Path | None, n_items: int) -> list[str]:
+    if path is None:
+        return []
+    if not Path(path).exists():
+        logger.warning("item text file not found: %s (item_text_file in the dataset YAML); no titles", path)
+        return []
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    missing = [c for c in ("itemID", "text") if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; the header has {list(df.columns)}")
+    ids = pd.to_numeric(df["itemID"], errors="coerce")
+    bad = ids.isna() | (ids < 0) | (ids >= n_items)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path}, line {row + 2}: itemID {df['itemID'].iloc[row]!r} is not an item id "
+                        f"in 0..{n_items - 1}")
+    text = np.full(n_items, "", dtype=object)
+    text[ids.to_numpy().astype(np.int64)] = df["text"].to_numpy()
+    return text.tolist()
+
+
 def load_dataset(config) -> Dataset:
     """Read ``data_path/<dataset>/`` as the config describes and validate it."""
     files = dataset_files(config)
     inter = _read_inter(files.inter, [config.user_field, config.item_field, config.split_field])
-    features = {}
-    for modality, path in files.features.items():
-        try:
-            features[modality] = np.load(path, mmap_mode="r")
-        except (ValueError, OSError) as e:
-            raise DataError(f"{path}: cannot read as a .npy array ({e})") from None
+    if files.lmdb is not None:  # dataset_files has opened it once already: it reads
+        features = {m: s for m, s in open_lmdb(files.lmdb, role="feature").items() if m in files.features}
+    else:
+        features = {m: mapped_npy(path) for m, path in files.features.items()}
     if files.missing:
         logger.info("dataset %s: feature file(s) not found, ID-only models still run: %s",
                     config.dataset, ", ".join(str(p) for p in files.missing.values()))
@@ -241,9 +357,17 @@ def load_dataset(config) -> Dataset:
                             feature_sources={m: str(p) for m, p in files.features.items()},
                             missing_features={m: str(p) for m, p in files.missing.items()},
                             item_text_path=item_text, source_files=files.sources,
-                            feature_help=config.feature_help)
+                            feature_help=config.feature_help, feature_batch_rows=config.feature_batch_rows)
     logger.info("%r", ds)
     return ds
+
+
+def mapped_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` file memory-mapped read-only (rows are read when used)."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path}: cannot read as a .npy array ({e})") from None
 
 
 def _read_inter(path: Path, required: list[str]) -> pd.DataFrame:
@@ -305,6 +429,16 @@ def _drop_duplicates(users, items, labels, source):
         keep = np.sort(order[~dup])
         return users[keep], items[keep], labels[keep]
     return users, items, labels
+
+
+def _validated_store(store: FeatureStore, modality: str, n_items: int, source_name: str) -> FeatureStore:
+    """Check a store's shape and type up front; its rows are checked to be finite as they are read."""
+    if store.n_rows != n_items:
+        raise DataError(f"{source_name}: {modality} has {store.n_rows} rows but the dataset has {n_items} "
+                        f"items (row i must hold the features of itemID i)")
+    if store.dtype.kind != "f":
+        raise DataError(f"{source_name}: {modality} features must be floats, got dtype {store.dtype}")
+    return store
 
 
 def _validated_features(features, modality: str, n_items: int, source_name: str) -> torch.Tensor:

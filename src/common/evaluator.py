@@ -40,6 +40,14 @@ def degree_buckets(item_degree: np.ndarray, edges: tuple[int, ...] = (1, 5, 10, 
     return views
 
 
+def default_views(dataset) -> dict[str, np.ndarray]:
+    """``cold`` items, and ``zero`` (no train interaction) when the valid or test split has any."""
+    views = {"cold": dataset.cold_items}
+    if dataset.zero_items[dataset.test.items].any() or dataset.zero_items[dataset.valid.items].any():
+        views["zero"] = dataset.zero_items
+    return views
+
+
 class Evaluator:
     """Scores a split of a dataset: ``evaluate(score_fn, 'valid' | 'test') -> {metric: value}``."""
 
@@ -52,9 +60,7 @@ class Evaluator:
         self.batch_size, self.device = batch_size, torch.device(device)
         self.n_items = dataset.n_items
         if views is None:
-            views = {"cold": dataset.cold_items}
-            if dataset.zero_items[dataset.test.items].any() or dataset.zero_items[dataset.valid.items].any():
-                views["zero"] = dataset.zero_items
+            views = default_views(dataset)
         self.views = {name: torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device)
                       for name, mask in views.items()}
         n_u, n_i = dataset.n_users, dataset.n_items
@@ -68,6 +74,10 @@ class Evaluator:
                                    **{v: t @ np.asarray(m, dtype=np.float32) for v, m in views.items()}}
                            for split, t in self.targets.items()}
 
+    def split_users(self, split: str) -> np.ndarray:
+        """The users scored on ``split`` (those with at least one interaction in it), ascending."""
+        return np.flatnonzero(np.diff(self.targets[split].indptr) > 0)
+
     def evaluate(self, score_fn: ScoreFn, split: str = "test", return_per_user: bool = False):
         """Average every metric over the split's users (and over each view's users).
 
@@ -76,7 +86,7 @@ class Evaluator:
         With ``return_per_user`` also returns ``{metric: (n_users_in_split,) array}`` for 'all'.
         """
         target, mask = self.targets[split], self.masks[split]
-        users = np.flatnonzero(np.diff(target.indptr) > 0)
+        users = self.split_users(split)
         max_k = min(max(self.topk), self.n_items)
         views: list[tuple[str, torch.Tensor | None]] = [("", None), *self.views.items()]
         n_relevant = {v: torch.from_numpy(c[users]).to(self.device) for v, c in self.n_relevant[split].items()}
@@ -85,14 +95,11 @@ class Evaluator:
         per_user: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(users), self.batch_size):
             batch = users[start:start + self.batch_size]
-            scores = score_fn(torch.from_numpy(batch).to(self.device)).detach().to(self.device, torch.float32)
+            scores = score_fn(torch.from_numpy(batch).to(self.device))
             if scores.shape != (len(batch), self.n_items):
                 raise ValueError(f"score function returned shape {tuple(scores.shape)}, "
                                  f"expected ({len(batch)}, {self.n_items})")
-            if scores._base is not None or not scores.is_contiguous():
-                scores = scores.clone()
-            rows, cols = _block_indices(mask, batch, self.device)
-            scores[rows, cols] = -torch.inf
+            scores = masked_scores(scores, mask, batch, self.device)
             top = torch.topk(scores, max_k, dim=1).indices                      # (B, K)
             relevant = torch.zeros(len(batch), self.n_items, dtype=torch.bool, device=self.device)
             rows, cols = _block_indices(target, batch, self.device)
@@ -123,6 +130,19 @@ class Evaluator:
         if return_per_user:
             return result, {k: np.concatenate(v) for k, v in per_user.items()}
         return result
+
+
+def masked_scores(scores: torch.Tensor, mask: sp.csr_matrix, rows: np.ndarray, device) -> torch.Tensor:
+    """``scores`` (len(rows), n_items) as float32 on ``device`` with the nonzeros of ``mask[rows]``
+    (items the user must not be ranked on: train, or train + valid) set to -inf. The evaluator and
+    ``recommend`` both rank through this, so their top-K lists are identical. A fresh contiguous
+    score matrix is masked in place; a view (e.g. of a cached matrix) is copied first."""
+    scores = scores.detach().to(device, torch.float32)
+    if scores._base is not None or not scores.is_contiguous():
+        scores = scores.clone()
+    r, c = _block_indices(mask, rows, device)
+    scores[r, c] = -torch.inf
+    return scores
 
 
 def _block_indices(m: sp.csr_matrix, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:

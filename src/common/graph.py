@@ -2,11 +2,15 @@
 
 - :func:`sym_norm_bipartite`   D^-1/2 A D^-1/2 of the user–item graph, (U+I) x (U+I) sparse CSR
 - :func:`sym_norm`             D^-1/2 A D^-1/2 of any square sparse matrix
+- :func:`rw_norm`              D^-1 A (random-walk normalisation) of any square sparse matrix
+- :func:`sample_edges_inverse_degree`   degree-sensitive edge sampling, p(u, i) ∝ 1/sqrt(d_u d_i)
 - :func:`spmm` / :func:`spmm_sym`   A @ X with a backward that reuses a precomputed A^T (or A)
 - :func:`lightgcn`             LightGCN propagation: mean of the layer outputs (He et al. 2020, Eq. 8)
 - :func:`hyperedge_embeddings`  message passing through learnable soft hyperedges (LGMRec)
-- :func:`row_norm`             D^-1 A (mean over a row's neighbours)
 - :func:`knn_graph`            top-k cosine kNN item–item graph from features, built in row batches
+- :func:`cosine_knn_edges`     the same kNN as an edge list whose weights carry gradients
+- :func:`sym_norm_edges` / :func:`edge_spmm` / :func:`edges_to_csr`   differentiable edge-list ops
+- :func:`row_difference`       X[a] - X[b] in one pass, as a product with a sparse +-1 selection
 - :func:`to_torch_csr` / :func:`to_scipy`   conversions
 """
 from __future__ import annotations
@@ -53,8 +57,8 @@ def sym_norm(a: sp.spmatrix) -> sp.csr_matrix:
     return sp.csr_matrix(d @ a @ d, dtype=np.float32)
 
 
-def row_norm(a: sp.spmatrix) -> sp.csr_matrix:
-    """D^-1 A with D the row sums of A (each row averages its neighbours); empty rows stay zero."""
+def rw_norm(a: sp.spmatrix) -> sp.csr_matrix:
+    """D^-1 A with D the row sums of A (each row sums to 1); rows with zero degree stay zero."""
     a = sp.csr_matrix(a, dtype=np.float32)
     deg = np.asarray(a.sum(1)).ravel()
     inv = np.zeros_like(deg)
@@ -110,16 +114,17 @@ def spmm_sym(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def lightgcn(adj_sym: torch.Tensor, user_emb: torch.Tensor, item_emb: torch.Tensor,
-             n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+             n_layers: int, adj_t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """LightGCN: E^(l+1) = Â E^(l), output = mean_{l=0..L} E^(l) (He et al. 2020, Eq. 7-8).
 
-    adj_sym: (U+I, U+I) symmetric normalised adjacency; user_emb (U, d); item_emb (I, d).
+    adj_sym: (U+I, U+I) normalised adjacency, symmetric unless its transpose ``adj_t`` is given
+    (e.g. a random-walk normalised D^-1 (A + I)); user_emb (U, d); item_emb (I, d).
     Returns the (U, d) user and (I, d) item outputs.
     """
     x = torch.cat([user_emb, item_emb], 0)
     total = x
     for _ in range(n_layers):
-        x = spmm_sym(adj_sym, x)
+        x = spmm(adj_sym, x, adj_sym if adj_t is None else adj_t)
         total = total + x
     out = total / (n_layers + 1)
     return out[: user_emb.shape[0]], out[user_emb.shape[0]:]
@@ -193,3 +198,87 @@ def knn_graph(features: torch.Tensor, k: int, batch_size: int = 1024,
     rows = np.repeat(np.arange(n), indices.shape[1])
     data = values.cpu().numpy().ravel() if weighted else np.ones(rows.size, np.float32)
     return sp.csr_matrix((data.astype(np.float32), (rows, indices.cpu().numpy().ravel())), shape=(n, n))
+
+
+def cosine_knn_edges(features: torch.Tensor, k: int, batch_size: int = 1024
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The top-k cosine kNN graph of the rows of ``features`` as an edge list with differentiable
+    weights: for every row i, N_k(i) = the k rows j with the largest cos(x_i, x_j) (i included),
+    and edge (i, j) for j in N_k(i) weighs cos(x_i, x_j).
+
+    The neighbours are searched without gradient, ``batch_size`` rows at a time (memory
+    batch_size x n, never n x n); the weights are then recomputed from the k chosen pairs
+    (memory n x k x d), so they carry gradients to ``features`` (the choice itself, a top-k, is
+    piecewise constant). Returns rows, cols and values, each (n * k,), rows in order.
+    """
+    with torch.no_grad():
+        _, idx = cosine_topk(features.detach(), k, batch_size)
+    x = torch.nn.functional.normalize(features, dim=1)
+    n, k = idx.shape
+    values = (x.unsqueeze(1) * x[idx]).sum(-1)                       # (n, k) cosines
+    rows = torch.arange(n, device=idx.device).repeat_interleave(k)
+    return rows, idx.reshape(-1), values.reshape(-1)
+
+
+def sym_norm_edges(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
+    """The values of D^-1/2 A D^-1/2 for a square n x n matrix A given as an edge list, D the row
+    sums of A (duplicate edges add up): a_ij / sqrt(d_i d_j); zero where a degree is <= 0.
+    Differentiable w.r.t. ``values``."""
+    deg = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, rows, values)
+    inv_sqrt = torch.where(deg > 0, deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt(),
+                           torch.zeros_like(deg))
+    return inv_sqrt[rows] * values * inv_sqrt[cols]
+
+
+def edge_spmm(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, x: torch.Tensor,
+              n_rows: int) -> torch.Tensor:
+    """A @ X for A given as an edge list: out_i = sum_{e: rows_e = i} values_e x_{cols_e}.
+    Differentiable w.r.t. both ``values`` and ``x`` (use :func:`spmm` when A is constant)."""
+    out = torch.zeros(n_rows, x.shape[1], dtype=x.dtype, device=x.device)
+    return out.index_add(0, rows, values.unsqueeze(1) * x[cols])
+
+
+def edges_to_csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n_rows: int,
+                 n_cols: int) -> torch.Tensor:
+    """An edge list as a constant (detached) torch sparse CSR matrix on the same device;
+    duplicate edges add up."""
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values.detach().float(), (n_rows, n_cols),
+                                  check_invariants=False)
+    return coo.coalesce().to_sparse_csr()
+
+
+def row_difference(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """X[a] - X[b], (len(a), d), as S X with S the sparse (len(a), n) matrix holding +1 at
+    (r, a_r) and -1 at (r, b_r): one pass over the chosen rows of a wide X, without the two
+    gathered copies. Differentiable w.r.t. nothing (X is data)."""
+    n = len(a)
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)                  # sorted columns per row
+    sign = torch.where(a <= b, 1.0, -1.0).to(x.dtype)
+    sign = torch.where(a == b, 0.0, sign).to(x.dtype)                 # x_a - x_a = 0
+    s = torch.sparse_csr_tensor(torch.arange(0, 2 * n + 1, 2, device=x.device),
+                                torch.stack([lo, hi], 1).reshape(-1),
+                                torch.stack([sign, -sign], 1).reshape(-1), (n, x.shape[0]),
+                                check_invariants=False)
+    return torch.sparse.mm(s, x.detach())
+
+
+# ----------------------------------------------------------------------------- edge sampling
+def sample_edges_inverse_degree(users: np.ndarray, items: np.ndarray, n_keep: int,
+                                rng: np.random.Generator) -> np.ndarray:
+    """Degree-sensitive edge sampling (FREEDOM, Zhou & Shen 2023, Sec. 3.2): ``n_keep`` of the
+    user–item edges drawn without replacement, each draw picking edge (u, i) among those left
+    with probability proportional to w_ui = 1 / sqrt(d_u d_i) (degrees in the full edge list),
+    so edges between popular nodes are the first to go.
+
+    Vectorised with exponential keys (Efraimidis & Spirakis 2006): key_e = Exp(1) / w_e, keep the
+    ``n_keep`` smallest — the same distribution as sequential weighted sampling. Returns the sorted
+    indices of the kept edges.
+    """
+    users, items = np.asarray(users), np.asarray(items)
+    n_keep = int(min(max(n_keep, 0), len(users)))
+    d_u = np.bincount(users)[users].astype(np.float64)
+    d_i = np.bincount(items)[items].astype(np.float64)
+    keys = rng.exponential(size=len(users)) * np.sqrt(d_u * d_i)     # Exp(1) / w
+    if n_keep == len(users):
+        return np.arange(len(users))
+    return np.sort(np.argpartition(keys, n_keep)[:n_keep])

@@ -227,3 +227,113 @@ class ProductQuantizer(nn.Module):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return torch.cat([book.decode(codes[:, m]) for m, book in enumerate(self.books)], 1)
+
+
+# ----------------------------------------------------------------------------- code-usage sparsity
+def soft_code_usage(distances: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """A differentiable estimate of how much a batch uses each code:
+
+        rho_hat_j = mean_b softmax_j(-||r_b - c_j||^2 / T)
+
+    distances: (B, K) squared distances of each row to each code (as in ``Quantized.distances``).
+    Returns rho_hat (K,), summing to one. Gradients reach both the rows and the codes.
+    """
+    return torch.softmax(-distances / temperature, dim=1).mean(0)
+
+
+def sparsity_kl(rho_hat: torch.Tensor, rho: float, eps: float = 1e-6) -> torch.Tensor:
+    """The sparse-autoencoder penalty between a target usage rho and the usages rho_hat (K,):
+
+        sum_j KL(rho || rho_hat_j) = sum_j [ rho log(rho / rho_hat_j)
+                                            + (1 - rho) log((1 - rho) / (1 - rho_hat_j)) ]
+
+    (Bernoulli KL per code). Zero iff every rho_hat_j == rho, positive otherwise; rho_hat is clamped
+    to [eps, 1 - eps] so an unused code gives a large but finite value.
+    """
+    if not 0 < rho < 1:
+        raise ValueError(f"the target usage rho must lie in (0, 1), got {rho}")
+    r = rho_hat.clamp(eps, 1 - eps)
+    return (rho * torch.log(rho / r) + (1 - rho) * torch.log((1 - rho) / (1 - r))).sum()
+
+
+# ----------------------------------------------------------------------------- RQ-VAE tokenizer
+@dataclass
+class Tokenized:
+    """What :class:`RQVAE` returns for a batch of feature rows (per-row terms, so callers can weight
+    items differently)."""
+
+    latent: torch.Tensor        # (B, d) encoder output z_e
+    quantized: torch.Tensor     # (B, d) straight-through sum of the chosen codes z_q
+    codes: torch.Tensor         # (B, L)
+    recon: torch.Tensor         # (B,) ||x - D(z_q)||^2 / d_in on the normalised features
+    commitment: torch.Tensor    # (B,) sum_l ||r_l - sg(e_l)||^2 / d
+    codebook: torch.Tensor      # (B,) sum_l ||sg(r_l) - e_l||^2 / d
+    distances: list[torch.Tensor] = field(default_factory=list)  # (B, K) per level
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers of the given sizes with GELU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.GELU())
+    return nn.Sequential(*layers)
+
+
+class RQVAE(nn.Module):
+    """Residual-quantised autoencoder of feature vectors (Lee et al. 2022, as used for item
+    tokenisation): x -> E (MLP) -> z_e -> L residual codebooks -> z_q = sum_l e_{c_l} -> D (MLP) -> x^.
+
+    Features are standardised with statistics set once by :meth:`set_input_stats` (buffers: the
+    column means and one global scale), so reconstruction errors are comparable across modalities
+    and new items are normalised exactly like the training catalogue.
+    ``encode`` gives codes (B, L) and ``decode_codes`` the quantised latent (B, d) of codes.
+    """
+
+    def __init__(self, in_dim: int, latent_dim: int, hidden_dim: int, levels: int, size: int,
+                 **codebook_kwargs):
+        super().__init__()
+        self.encoder = mlp([in_dim, hidden_dim, latent_dim])
+        self.quantizer = ResidualQuantizer(levels, size, latent_dim, **codebook_kwargs)
+        self.decoder = mlp([latent_dim, hidden_dim, in_dim])
+        self.register_buffer("input_mean", torch.zeros(in_dim))
+        self.register_buffer("input_scale", torch.ones(()))
+
+    @torch.no_grad()
+    def set_input_stats(self, x: torch.Tensor) -> None:
+        """Standardise future inputs with the column means and overall std of x (n, in_dim)."""
+        self.input_mean.copy_(x.mean(0))
+        self.input_scale.copy_((x - x.mean(0)).std().clamp_min(1e-8))
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.input_mean) / self.input_scale
+
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder output z_e (B, d) of raw feature rows x (B, in_dim)."""
+        return self.encoder(self.normalise(x))
+
+    def forward(self, x: torch.Tensor) -> Tokenized:
+        """Tokenise raw feature rows; in training mode this initialises (k-means) and maintains
+        the codebooks (usage EMA, dead-code re-seeding)."""
+        target = self.normalise(x)
+        z = self.encoder(target)
+        q = self.quantizer(z)
+        residual = z
+        commitment = codebook = z.new_zeros(z.shape[0])
+        for level, book in enumerate(self.quantizer.levels):
+            e = book.decode(q.codes[:, level])
+            commitment = commitment + (residual - e.detach()).pow(2).mean(1)
+            codebook = codebook + (residual.detach() - e).pow(2).mean(1)
+            residual = residual - e.detach()
+        recon = (self.decoder(q.quantized) - target).pow(2).mean(1)
+        return Tokenized(z, q.quantized, q.codes, recon, commitment, codebook, q.distances)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes (B, L) of raw feature rows, without touching usage statistics."""
+        return self.quantizer.encode(self.latent(x))
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """The quantised latent sum_l e_{c_l} (B, d) of codes (B, L); differentiable in the codes."""
+        return self.quantizer.decode(codes)

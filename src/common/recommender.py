@@ -7,21 +7,31 @@ It receives ``(config, dataset)``, reads tensors from the dataset (never paths),
 - ``calculate_loss(batch) -> dict[str, Tensor]``  named loss terms, summed by the trainer;
 - ``full_sort_predict(users) -> (len(users), n_items)`` scores — by default from ``forward()``,
   which returns the (n_users, d) user and (n_items, d) item representations, cached in eval mode.
+
+Every model also gets ``recommend(users, k)``: the top-k items per user with their train items
+excluded, from ``full_sort_predict`` (see :meth:`GeneralRecommender.recommend`).
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import importlib
+import logging
 import pkgutil
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
 from src.common import graph
+from src.common.cache import cache_path, content_key, disk_cached
 from src.common.config import ConfigError
+from src.common.evaluator import masked_scores
 from src.common.item_repr import build_item_representation
+
+logger = logging.getLogger(__name__)
 
 MODELS: dict[str, type["GeneralRecommender"]] = {}
 
@@ -29,6 +39,19 @@ MODELS: dict[str, type["GeneralRecommender"]] = {}
 class UnknownModel(ConfigError, KeyError):
     def __str__(self):
         return str(self.args[0])
+
+
+class RecommendError(ValueError):
+    """A bad request to :meth:`GeneralRecommender.recommend` (unknown user, k out of range)."""
+
+
+class Recommendations(NamedTuple):
+    """Top-k lists, best first: ``items`` (n_users, k) int64 and ``scores`` (n_users, k) float32
+    on the CPU. When a user has fewer than k items left after exclusion, the tail holds item -1
+    with score -inf."""
+
+    items: torch.Tensor
+    scores: torch.Tensor
 
 
 def register(cls: type["GeneralRecommender"]) -> type["GeneralRecommender"]:
@@ -78,6 +101,8 @@ class GeneralRecommender(nn.Module):
 
     #: modalities the model needs all of; None = any one is enough; () = an ID-only model
     required_modalities: tuple[str, ...] | None = ()
+    #: set when the model asks for ``item_representation`` (checked by ``check_item_representation``)
+    uses_item_representation: bool = False
 
     def __init__(self, config, dataset):
         super().__init__()
@@ -90,6 +115,7 @@ class GeneralRecommender(nn.Module):
             needed = None if self.required_modalities is None else list(self.required_modalities)
             self.modalities = dataset.require_features(type(self).__name__, needed)
         self._cached_output: Any = None
+        self.train_interactions: sp.csr_matrix = dataset.train_matrix  # what recommend() excludes
 
     # ------------------------------------------------------------------ shared inputs
     def user_item_adjacency(self, dataset) -> torch.Tensor:
@@ -99,13 +125,42 @@ class GeneralRecommender(nn.Module):
             dataset.train.users, dataset.train.items, dataset.n_users, dataset.n_items)))
         return adj.to(self.device)
 
+    def modality_knn_graph(self, dataset, modality: str, k: int, weighted: bool = False) -> sp.csr_matrix:
+        """D^-1/2 S D^-1/2 of the top-k cosine kNN graph of one modality's raw features (scipy CSR,
+        n_items x n_items, each item's k most similar items incl. itself with weight 1, or the
+        cosine when ``weighted``; D the row sums). Built once per dataset, modality, k and weighting,
+        and cached on disk in ``cache_dir`` under a key of the feature bytes and those settings."""
+        weighting = "cosine" if weighted else "binary"
+
+        def build() -> sp.csr_matrix:
+            features = dataset.features[modality]
+            settings = {"graph": "cosine_knn", "k": k, "weighting": weighting, "normalisation": "sym"}
+            path = cache_path(self.config.cache_dir, "knn_graph", modality,
+                              content_key({"features": features}, settings))
+            entry, was_cached = disk_cached(path, lambda: _csr_entry(graph.sym_norm(graph.knn_graph(
+                features.to(self.device), k, weighted=weighted))))
+            if was_cached:
+                logger.info("%s kNN graph (k=%d, %s) loaded from %s", modality, k, weighting, path)
+            return sp.csr_matrix((entry["data"].numpy(), entry["indices"].numpy(), entry["indptr"].numpy()),
+                                 shape=tuple(entry["shape"].tolist()))
+
+        return dataset.cached(f"knn_graph/{modality}/k={k}/{weighting}/sym_norm", build)
+
     def item_features(self, dataset) -> dict[str, torch.Tensor]:
-        """The features of the modalities this model uses, (n_items, d_m) each, on its device."""
-        return {m: dataset.features[m].to(self.device) for m in self.modalities}
+        """The features of the modalities this model uses, (n_items, d_m) each, on its device
+        (from an LMDB store they are read batch by batch straight onto the device)."""
+        batch_rows = self.config.feature_batch_rows
+        return {m: dataset.feature_stores[m].tensor(self.device, batch_rows) for m in self.modalities}
+
+    def item_feature_stores(self, dataset) -> dict:
+        """The feature stores of the modalities this model uses, for models that read rows in
+        batches (``store.rows(items)`` -> (len(items), d_m) on the CPU) instead of all at once."""
+        return {m: dataset.feature_stores[m] for m in self.modalities}
 
     def item_representation(self, dataset, dim: int) -> nn.Module:
         """The module giving item vectors (ID table, or MOTOR tokens by config): call it as
         ``rep()`` for all items (n_items, dim) or ``rep(items)`` for some."""
+        self.uses_item_representation = True
         return build_item_representation(self.config, dataset, dim)
 
     # ------------------------------------------------------------------ model API
@@ -119,6 +174,10 @@ class GeneralRecommender(nn.Module):
     def pre_epoch(self, epoch: int) -> None:
         """Hook run before each training epoch (e.g. to resample a pruned graph)."""
 
+    def learning_rate_scale(self, epoch: int) -> float:
+        """Factor on the configured learning rate for ``epoch`` (a model's own schedule); 1 by default."""
+        return 1.0
+
     def epoch_report(self) -> str:
         """Extra text for the epoch's log line (e.g. codebook usage); empty by default."""
         return ""
@@ -127,6 +186,62 @@ class GeneralRecommender(nn.Module):
         """Scores (len(users), n_items): dot products of the cached ``forward()`` output."""
         user_all, item_all = self.cached_forward()
         return user_all[users] @ item_all.T
+
+    def recommend(self, users, k: int = 10, exclude: str | sp.spmatrix | None = "train",
+                  batch_size: int | None = None) -> Recommendations:
+        """The top-``k`` items of each of ``users`` (ids: int, list, array or tensor), best first.
+
+        ``exclude``: ``"train"`` masks each user's train items, ``None`` nothing, a sparse
+        (n_users, n_items) matrix its nonzeros (e.g. train + valid, as the test evaluation does).
+        Users are scored ``batch_size`` (default ``eval_batch_size``) at a time, in eval mode, with
+        the same scoring, masking and ``torch.topk`` as the evaluator.
+        """
+        users = self.check_users(users)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise RecommendError(f"k must be a positive integer, got {k!r}")
+        if k > self.n_items:
+            raise RecommendError(f"k={k} is larger than the catalogue ({self.n_items} items)")
+        if isinstance(exclude, str):
+            if exclude != "train":
+                raise RecommendError(f"exclude must be 'train', None or a sparse matrix, got {exclude!r}")
+            exclude = self.train_interactions
+        if exclude is not None:
+            exclude = sp.csr_matrix(exclude)
+            if exclude.shape != (self.n_users, self.n_items):
+                raise RecommendError(f"exclude has shape {exclude.shape}, expected "
+                                     f"({self.n_users}, {self.n_items})")
+        batch_size = batch_size or self.config.eval_batch_size
+        was_training = self.training
+        self.eval()
+        items, scores = [torch.empty(0, k, dtype=torch.long)], [torch.empty(0, k)]
+        try:
+            with torch.no_grad():
+                for start in range(0, len(users), batch_size):
+                    batch = users[start:start + batch_size]
+                    s = self.full_sort_predict(torch.from_numpy(batch).to(self.device))
+                    if exclude is not None:
+                        s = masked_scores(s, exclude, batch, self.device)
+                    top = torch.topk(s.detach().float(), k, dim=1)
+                    items.append(top.indices.masked_fill(torch.isneginf(top.values), -1).cpu())
+                    scores.append(top.values.cpu())
+        finally:
+            if was_training:  # (train(False) would drop the cached forward output)
+                self.train()
+        return Recommendations(torch.cat(items), torch.cat(scores))
+
+    def check_users(self, users) -> np.ndarray:
+        """``users`` as a 1-D int64 array of known user ids, or a one-line RecommendError."""
+        if isinstance(users, torch.Tensor):
+            users = users.detach().cpu().numpy()
+        arr = np.atleast_1d(np.asarray(users))
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise RecommendError(f"user ids must be integers, got {arr.ravel()[:5].tolist()}")
+        arr = arr.astype(np.int64).ravel()
+        unknown = arr[(arr < 0) | (arr >= self.n_users)]
+        if unknown.size:
+            shown = ", ".join(map(str, unknown[:5])) + (f" (+{unknown.size - 5} more)" if unknown.size > 5 else "")
+            raise RecommendError(f"unknown user id(s) {shown}: user ids run from 0 to {self.n_users - 1}")
+        return arr
 
     def cached_forward(self) -> Any:
         """``forward()`` computed once per evaluation (and recomputed whenever training resumes)."""
@@ -145,5 +260,20 @@ class GeneralRecommender(nn.Module):
         self._cached_output = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
+    def check_item_representation(self) -> None:
+        """Refuse a non-default ``item_representation`` on a model that never asked for one (it
+        would silently train with its own item vectors)."""
+        kind = self.config.item_representation
+        if kind != "id" and not self.uses_item_representation:
+            raise ConfigError(f"item_representation: {kind} does not apply to {type(self).__name__}: it "
+                              f"does not take its item vectors from item_representation (use id)")
+
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def _csr_entry(m: sp.csr_matrix) -> dict[str, torch.Tensor]:
+    """A scipy CSR matrix as plain tensors (what the disk cache stores)."""
+    return {"indptr": torch.from_numpy(m.indptr.astype(np.int64)),
+            "indices": torch.from_numpy(m.indices.astype(np.int64)),
+            "data": torch.from_numpy(m.data.astype(np.float32)), "shape": torch.tensor(m.shape)}

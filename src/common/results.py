@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from src.common.config import EXECUTION_KEYS
 from src.common.paths import from_root
 from src.common.storage import atomic_write_json, atomic_write_text
 
@@ -55,13 +56,14 @@ class ResultsStore:
     def record_path(self, run_dir: Path) -> Path:
         return run_dir / "result.json"
 
-    def finished(self, run_dir: Path) -> dict[str, Any] | None:
-        """The record of a finished run in ``run_dir``, or None (not run, or failed)."""
+    def finished(self, run_dir: Path, also: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """The record of a finished run in ``run_dir`` (or of one whose status is in ``also``,
+        e.g. ``pruned``), or None (not run, or failed)."""
         path = self.record_path(run_dir)
         if not path.exists():
             return None
         record = json.loads(path.read_text())
-        return record if record.get("status") == "finished" else None
+        return record if record.get("status") in ("finished", *also) else None
 
     def write(self, run_dir: Path, record: dict[str, Any]) -> Path:
         return atomic_write_json(self.record_path(run_dir), record)
@@ -71,6 +73,10 @@ class ResultsStore:
 
     def records(self, fingerprint: str | None = None, status: str = "finished") -> list[dict[str, Any]]:
         """Every record of this dataset (optionally only those of the current data content)."""
+        return [record for _, record in self.entries(fingerprint, status)]
+
+    def entries(self, fingerprint: str | None = None, status: str = "finished") -> list[tuple[Path, dict[str, Any]]]:
+        """(run folder, record) of every recorded run, as :meth:`records` selects them."""
         out = []
         for path in sorted(self.root.glob("*/*/result.json")):
             try:
@@ -82,13 +88,19 @@ class ResultsStore:
                 continue
             if fingerprint and record.get("fingerprint") != fingerprint:
                 continue
-            out.append(record)
+            out.append((path.parent, record))
         return out
 
 
 def make_record(config, fingerprint: str, run_id: str, result=None, status: str = "finished",
-                error: str = "") -> dict[str, Any]:
-    """One results record: config, seed, metrics, timings, versions and host."""
+                error: str = "", dataset=None) -> dict[str, Any]:
+    """One results record: config, seed, metrics, timings, versions and host; with ``dataset``,
+    also its counts and per-file hashes (``data``), so that loading the run later can say what
+    changed in the data.
+
+    The host is the one the run trained on (``result.host``; this machine for a failed run). A run that
+    the search's scheduler stopped early (``result.pruned``) gets the status ``pruned``.
+    """
     swept = {k: config[k] for k in config.hyper_parameters}
     record = {
         "run_id": run_id, "status": status, "dataset": config.dataset, "model": config.model,
@@ -99,8 +111,12 @@ def make_record(config, fingerprint: str, run_id: str, result=None, status: str 
                                       "numpy": np.__version__},
         "argv": " ".join(sys.argv),
     }
+    if dataset is not None:
+        record["data"] = dataset.content_summary()
     if result is not None:
         record.update(asdict(result))
+        if result.pruned and status == "finished":
+            record["status"] = "pruned"
     if error:
         record["error"] = error
     return record
@@ -124,8 +140,8 @@ def group_by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[
     """Records of the same label and config (all keys but the seed), i.e. the seeds of one point."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
-        cfg = {k: v for k, v in r["config"].items() if k not in ("seed", "show_progress", "threads",
-                                                                "device", "results_dir", "cache_dir")}
+        cfg = {k: v for k, v in r["config"].items()
+               if k not in ("seed", "save_checkpoint", "save_topk") and k not in EXECUTION_KEYS}
         key = (r["label"], json.dumps(cfg, sort_keys=True, default=str))
         groups.setdefault(key, []).append(r)
     return groups
@@ -203,3 +219,35 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f", with_std: bool = Tru
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- degree buckets
+def bucket_table(records: list[dict[str, Any]], buckets: list[str], metrics: list[str],
+                 models: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Test metrics per item-degree bucket (the views ``deg0/``, ``deg1-4/``, ... the trainer
+    records) for the best config of each label by valid metric, mean over its seeds.
+
+    Returns (a frame with one row per bucket plus ``all`` and columns ``<label> <metric>`` and
+    ``test users``, the labels shown). Labels whose best runs lack bucket metrics (trained before
+    they were recorded) are left out with a warning.
+    """
+    if models:
+        wanted = {m.lower() for m in models}
+        records = [r for r in records if r["model"].lower() in wanted or r["label"].lower() in wanted]
+    rows: dict[str, dict[str, Any]] = {b: {"bucket": b} for b in [*buckets, "all"]}
+    labels = []
+    # each host's ID label first, then MOTOR-<host>
+    by_host = sorted(best_per_label(records).items(),
+                     key=lambda kv: (kv[1][0]["model"], kv[0] != kv[1][0]["model"], kv[0]))
+    for label, runs in by_host:
+        if any(f"{buckets[0]}/{metrics[0]}" not in r["test"] for r in runs):
+            logger.warning("%s (run %s) has no degree-bucket metrics: it was trained before they were "
+                           "recorded; re-run it with --force to include it", label, runs[0]["run_id"])
+            continue
+        labels.append(label)
+        for b in [*buckets, "all"]:
+            prefix = "" if b == "all" else f"{b}/"
+            rows[b].setdefault("test users", runs[0]["test"].get(f"{prefix}n_users", 0))
+            for m in metrics:
+                rows[b][f"{label} {m}"] = float(np.mean([r["test"].get(prefix + m, np.nan) for r in runs]))
+    return pd.DataFrame(list(rows.values())), labels

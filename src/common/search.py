@@ -1,25 +1,36 @@
-"""Running a search space: every point (config x seed) once, resumable, recorded by the driver.
+"""Running a search space: each chosen point (config x seed) once, resumable, recorded by the driver.
 
-The driver expands the space, skips the points whose record says *finished* (resume after a
-kill), hands the rest to an executor (in-process here; other executors yield the same
-``(trial, outcome)`` pairs), writes each record atomically as soon as its outcome arrives, and
-picks the best config by the mean *valid* metric over seeds.
+The driver expands the space, asks its strategy (``search: grid | random | tpe``, see
+:mod:`src.common.strategies`) for batches of points, skips the runs whose record says *finished*
+(resume after a kill), hands the rest to an executor, writes each record atomically as soon as its
+outcome arrives, and picks the best config by the mean *valid* metric over seeds.
+
+An executor is a callable ``(trials, dataset) -> iterator of (trial, TrainResult | exception)``
+with two attributes: ``parallelism`` (runs it does at once) and ``shared(obj)`` (a handle to
+``obj`` that trials can call from wherever they run, e.g. the ASHA scheduler). :data:`in_process`
+runs trials one by one here; :class:`src.common.executors.RayExecutor` runs them on Ray and writes
+the files a worker sends back (checkpoint, log) into the run folder from this process. Records are
+written here only: the driver process is the only writer of the results store.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from tqdm.auto import tqdm
 
-from src.common.config import Config, ConfigError, ConfigSpace, DatasetConfig
+from src.common.config import EXECUTION_KEYS, Config, ConfigError, ConfigSpace, DatasetConfig
 from src.common.dataset import DataError, Dataset, load_dataset
+from src.common.extras import require
+from src.common.recommender import get_model_class
 from src.common.results import ResultsStore, best_per_label, make_record, run_id_for
+from src.common.strategies import Asha, make_strategy
 from src.common.trainer import Trainer, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -33,6 +44,7 @@ class Trial:
     config: Config
     run_id: str
     run_dir: Path
+    scheduler: Any = None   # the search's Asha (or a handle to it) when bad runs stop early
 
 
 @dataclass
@@ -41,6 +53,7 @@ class SearchSummary:
     finished: int = 0
     failed: int = 0
     skipped: int = 0
+    pruned: int = 0          # stopped early by the scheduler (not counted in finished)
     best: list[dict[str, Any]] = field(default_factory=list)  # the best config's records (one per seed)
     seconds: float = 0.0
 
@@ -61,14 +74,15 @@ def run_logging(path: Path, level=logging.DEBUG):
         handler.close()
 
 
-def train_one(config: Config, dataset: Dataset, run_dir: Path | None) -> TrainResult:
+def train_one(config: Config, dataset: Dataset, run_dir: Path | None,
+              should_stop: Callable[[int, float], bool] | None = None) -> TrainResult:
     """Train and evaluate one configuration, logging into ``run_dir/run.log``."""
     ctx = run_logging(run_dir / "run.log") if run_dir is not None else contextlib.nullcontext()
     with ctx:
         logger.info("run %s: %s on %s, seed %d", run_dir.name if run_dir else "-", config.model,
                     config.dataset, config.seed)
         logger.debug("resolved config:\n%s", config.as_yaml())
-        result = Trainer(config, dataset, run_dir=run_dir).fit()
+        result = Trainer(config, dataset, run_dir=run_dir, should_stop=should_stop).fit()
         logger.info("best epoch %d; valid %s; test %s", result.best_epoch,
                     _short(result.valid), _short(result.test))
     return result
@@ -76,83 +90,166 @@ def train_one(config: Config, dataset: Dataset, run_dir: Path | None) -> TrainRe
 
 def _short(metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
-                    if k.endswith("@20") and ("recall" in k or "ndcg" in k))
+                    if k.endswith("@20") and ("recall" in k or "ndcg" in k) and not k.startswith("deg"))
 
 
 Outcome = TrainResult | BaseException
-Executor = Callable[[list[Trial], Dataset], Iterator[tuple[Trial, Outcome]]]
+Train = Callable[..., TrainResult]
 
 
-def in_process(trials: list[Trial], dataset: Dataset) -> Iterator[tuple[Trial, Outcome]]:
+def run_trial(trial: Trial, dataset: Dataset, train: Train | None = None) -> TrainResult:
+    """Train one trial with ``train`` (default :func:`train_one`, looked up at call time), asking
+    the trial's scheduler, if any, whether to stop early."""
+    train = train or train_one
+    stop = None
+    if trial.scheduler is not None:
+        stop = functools.partial(trial.scheduler.should_stop, trial.run_id)
+    return train(trial.config, dataset, trial.run_dir, should_stop=stop)
+
+
+class InProcess:
     """Run the trials one after another in this process. Config and data errors propagate (they
     would fail every trial); any other exception becomes a failed outcome."""
-    for trial in trials:
-        try:
-            yield trial, train_one(trial.config, dataset, trial.run_dir)
-        except (ConfigError, DataError, KeyboardInterrupt):
-            raise
-        except Exception as e:  # noqa: BLE001 - a failing trial must not stop the search
-            logger.error("trial %s failed:\n%s", trial.run_id, traceback.format_exc())
-            yield trial, e
+
+    parallelism = 1
+
+    def __call__(self, trials: list[Trial], dataset: Dataset) -> Iterator[tuple[Trial, Outcome]]:
+        for trial in trials:
+            try:
+                yield trial, run_trial(trial, dataset)
+            except (ConfigError, DataError, KeyboardInterrupt):
+                raise
+            except Exception as e:  # noqa: BLE001 - a failing trial must not stop the search
+                logger.error("trial %s failed:\n%s", trial.run_id, traceback.format_exc())
+                yield trial, e
+
+    def shared(self, obj: Any) -> Any:
+        return obj
+
+
+class Executor(Protocol):
+    """Runs trials somewhere and yields each one's outcome as soon as it is known."""
+
+    parallelism: int   # trials it runs at once
+
+    def __call__(self, trials: list[Trial], dataset: Dataset) -> Iterator[tuple[Trial, Outcome]]: ...
+
+    def shared(self, obj: Any) -> Any:
+        """A handle to ``obj`` whose methods trials can call from wherever they run."""
+
+
+in_process = InProcess()
 
 
 def check_space(space: ConfigSpace) -> None:
+    """Stop before any training if the space cannot be searched as asked."""
     swept = DATA_KEYS & set(space.grid)
     if swept:
         raise ConfigError(f"hyper_parameters: {sorted(swept)} change the dataset itself and cannot be "
                           f"swept in one search; run one search per value instead")
+    swept = EXECUTION_KEYS & set(space.grid)
+    if swept:
+        raise ConfigError(f"hyper_parameters: {sorted(swept)} decide how runs execute, not what they "
+                          f"compute (they are not part of the run id), and cannot be swept")
+    if space.base["search"] == "tpe":
+        require("optuna", "search: tpe")
 
 
 def run_search(space: ConfigSpace, dataset: Dataset | None = None, executor: Executor = in_process,
                force: bool = False, on_record: Callable[[dict], None] | None = None) -> SearchSummary:
-    """Run every pending point of ``space`` and return the summary (records of all points)."""
+    """Run every pending point the space's strategy picks and return the summary (records of all
+    the points it visited, finished earlier or now)."""
     check_space(space)
     first = space.first()
     dataset = dataset if dataset is not None else load_dataset(first)
+    needs = get_model_class(first.model).required_modalities
+    if needs != ():  # fail before any run folder is written, not inside every trial
+        dataset.require_features(first.model, None if needs is None else list(needs))
     store = ResultsStore(first.results_dir, first.dataset)
+    strategy = make_strategy(space, executor.parallelism)
+    scheduler = None
+    if first.scheduler == "asha":
+        scheduler = executor.shared(Asha(first.asha_grace, first.asha_reduction))
+    also_done = ("pruned",) if scheduler is not None else ()  # a stopped run is decided, not lost
     t0 = time.perf_counter()
     summary = SearchSummary(records=[])
-    pending = []
-    for config in space:
-        run_id = run_id_for(config, dataset.fingerprint)
-        trial = Trial(config, run_id, store.root / config.model / run_id)
-        done = None if force else store.finished(trial.run_dir)
-        if done is not None:
-            summary.records.append(done)
-            summary.skipped += 1
-        else:
-            pending.append(trial)
-    if summary.skipped:
-        logger.info("resuming: %d of %d runs already finished, %d to go", summary.skipped, len(space),
-                    len(pending))
-    show = first.show_progress and len(space) > 1
-    bar = tqdm(total=len(space), initial=summary.skipped, desc=f"search {first.model}", unit="run",
-               disable=not show, dynamic_ncols=True)
-    for trial in pending:
-        store.write_config(trial.run_dir, trial.config)
-    for trial, outcome in executor(pending, dataset):
-        if isinstance(outcome, BaseException):
-            record = make_record(trial.config, dataset.fingerprint, trial.run_id, status="failed",
-                                 error=f"{type(outcome).__name__}: {outcome}")
-            summary.failed += 1
-        else:
-            record = make_record(trial.config, dataset.fingerprint, trial.run_id, outcome)
-            summary.finished += 1
-        store.write(trial.run_dir, record)  # at once, atomically: a kill loses at most the run in flight
-        summary.records.append(record)
-        if on_record:
-            on_record(record)
-        bar.update(1)
-        best = _best(summary.records)
-        if best:
-            key = first.valid_metric
-            bar.set_postfix({f"best {key}": f"{best[0]['valid'].get(key, 0):.4f}"})
-    bar.close()
+    records: dict[str, dict[str, Any]] = {}   # run id -> record, for this search
+    total = strategy.total * len(space.seeds)
+    show = first.show_progress and total > 1
+    bar = tqdm(total=total, desc=f"{first.search} search {first.model}", unit="run", disable=not show,
+               dynamic_ncols=True)
+    try:
+        while (points := strategy.ask()) is not None:
+            run_ids, pending, skipped = _plan(space, points, dataset.fingerprint, store, records, force,
+                                              also_done, scheduler)
+            summary.skipped += skipped
+            bar.update(skipped)
+            with contextlib.closing(iter(executor(list(pending.values()), dataset))) as outcomes:
+                for trial, outcome in outcomes:
+                    record = _record(trial, outcome, dataset, summary)
+                    store.write_config(trial.run_dir, trial.config)
+                    store.write(trial.run_dir, record)  # at once, atomically: a kill loses only runs in flight
+                    records[trial.run_id] = record
+                    if on_record:
+                        on_record(record)
+                    bar.update(1)
+                    best = _best(records.values())
+                    if best:
+                        key = first.valid_metric
+                        bar.set_postfix({f"best {key}": f"{best[0]['valid'].get(key, 0):.4f}"})
+            for point, ids in zip(points, run_ids):  # in ask order, whatever order runs finished in
+                strategy.tell(point, [records[i] for i in ids if i in records])
+    finally:
+        bar.close()
+    summary.records = list(records.values())
     summary.best = _best(summary.records)
     summary.seconds = time.perf_counter() - t0
-    logger.info("search done: %d finished, %d failed, %d skipped (already finished) in %.1fs",
-                summary.finished, summary.failed, summary.skipped, summary.seconds)
+    logger.info("search done: %d finished, %d failed, %d skipped (already finished)%s in %.1fs",
+                summary.finished, summary.failed, summary.skipped,
+                f", {summary.pruned} stopped early by {first.scheduler}" if scheduler is not None else "",
+                summary.seconds)
     return summary
+
+
+def _plan(space, points, fingerprint, store, records, force, also_done, scheduler):
+    """The run ids of each point's seeds, the trials still to run, and how many runs were skipped
+    because the store holds their finished record (which joins ``records``)."""
+    run_ids: list[list[str]] = []
+    pending: dict[str, Trial] = {}
+    skipped = 0
+    for point in points:
+        ids = []
+        for seed in space.seeds:
+            config = space.config_at(point, seed)
+            run_id = run_id_for(config, fingerprint)
+            ids.append(run_id)
+            if run_id in records or run_id in pending:
+                continue
+            trial = Trial(config, run_id, store.root / config.model / run_id, scheduler)
+            done = None if force else store.finished(trial.run_dir, also=also_done)
+            if done is not None:
+                records[run_id] = done
+                skipped += 1
+            else:
+                pending[run_id] = trial
+        run_ids.append(ids)
+    if skipped:
+        logger.info("resuming: %d of %d runs already finished, %d to go", skipped, skipped + len(pending),
+                    len(pending))
+    return run_ids, pending, skipped
+
+
+def _record(trial: Trial, outcome: Outcome, dataset: Dataset, summary: SearchSummary) -> dict[str, Any]:
+    if isinstance(outcome, BaseException):
+        summary.failed += 1
+        return make_record(trial.config, dataset.fingerprint, trial.run_id, status="failed",
+                           error=f"{type(outcome).__name__}: {outcome}")
+    record = make_record(trial.config, dataset.fingerprint, trial.run_id, outcome, dataset=dataset)
+    if record["status"] == "pruned":
+        summary.pruned += 1
+    else:
+        summary.finished += 1
+    return record
 
 
 def _best(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """Training one configuration: seeds, device, Adam, epochs, early stopping on the valid metric,
-the best checkpoint, and the final (single) test evaluation.
+the best checkpoint, the final (single) test evaluation and, with ``save_topk``, the test-time
+top-K lists that let anyone recompute the test metrics.
 
 Model selection uses the valid split only; the test split is scored once, from the best state.
 """
@@ -11,19 +12,22 @@ import math
 import os
 import random
 import resource
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from src.common.evaluator import Evaluator
+from src.common.evaluator import Evaluator, default_views, degree_buckets
 from src.common.recommender import get_model_class, resolve_device
+from src.common.results import default_label
 from src.common.sampler import BPRSampler
 from src.common.storage import atomic_torch_save
+from src.common.topk import write_test_topk
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,8 @@ class TrainResult:
     n_parameters: int
     peak_rss_mib: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    pruned: bool = False                 # stopped early by the search's scheduler (e.g. ASHA)
+    host: str = field(default_factory=socket.gethostname)  # where it trained (a Ray worker's node)
 
 
 def build_model(config, dataset):
@@ -73,22 +79,33 @@ def build_model(config, dataset):
     set_seed(config.seed)
     model_cls = get_model_class(config.model)
     model = model_cls(config, dataset)
+    model.check_item_representation()
     return model.to(model.device)
 
 
 class Trainer:
     """Fits a model with Adam on BPR batches and early stopping on ``valid_metric``.
 
+    ``should_stop(n_evals, best_valid) -> bool``, when given, is asked after every evaluation
+    whether a search scheduler (e.g. ASHA) stops this run early; the run then ends like an early
+    stop, from its best state, with ``pruned=True``.
+
     Subclass it (named after the trick) for paper-specific training procedures.
     """
 
-    def __init__(self, config, dataset, model=None, run_dir: Path | None = None, evaluator: Evaluator | None = None):
+    def __init__(self, config, dataset, model=None, run_dir: Path | None = None, evaluator: Evaluator | None = None,
+                 should_stop: Callable[[int, float], bool] | None = None):
         self.config, self.dataset, self.run_dir = config, dataset, run_dir
+        self.should_stop = should_stop
         set_threads(config.threads)
         self.device = resolve_device(config.device)
         self.model = model if model is not None else build_model(config, dataset)
         self.evaluator = evaluator or Evaluator(dataset, config.metrics, config.topk,
                                                 config.eval_batch_size, self.device)
+        # the single test evaluation also reports items grouped by train degree (deg0/, deg1-4/, ...)
+        self.test_evaluator = evaluator or Evaluator(dataset, config.metrics, config.topk, config.eval_batch_size,
+                                        self.device, views={**default_views(dataset),
+                                                            **degree_buckets(dataset.item_degree)})
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
                                           weight_decay=config.weight_decay)
         self.sampler = BPRSampler(dataset.train.users, dataset.train.items, dataset.n_items,
@@ -99,6 +116,8 @@ class Trainer:
         """One pass over the train interactions; returns the mean of each named loss term."""
         self.model.train()
         self.model.pre_epoch(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.learning_rate * self.model.learning_rate_scale(epoch)
         totals: dict[str, float] = {}
         n_batches = 0
         for b, batch in enumerate(self.sampler):
@@ -119,19 +138,22 @@ class Trainer:
         return {k: v / n_batches for k, v in totals.items()}
 
     def evaluate(self, split: str) -> dict[str, float]:
+        evaluator = self.test_evaluator if split == "test" else self.evaluator
         self.model.eval()
         with torch.no_grad():
-            return self.evaluator.evaluate(self.model.full_sort_predict, split)
+            return evaluator.evaluate(self.model.full_sort_predict, split)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
         cfg = self.config
         key = cfg.valid_metric
         best_score, best_epoch, best_state, bad_evals = -math.inf, -1, None, 0
+        n_evals, pruned = 0, False
         best_valid: dict[str, float] = {}
         epoch_times, eval_times, history = [], [], []
-        logger.info("model %s: %d trainable parameters, device %s, %d threads",
-                    cfg.model, self.model.n_parameters(), self.device, torch.get_num_threads())
+        logger.info("model %s: %d trainable parameters (item representation: %s), device %s, %d threads",
+                    cfg.label or default_label(cfg), self.model.n_parameters(), cfg.item_representation,
+                    self.device, torch.get_num_threads())
         bar = tqdm(range(cfg.epochs), desc=f"{cfg.model}", unit="ep", disable=not cfg.show_progress,
                    leave=False, dynamic_ncols=True)
         epoch = -1
@@ -158,9 +180,16 @@ class Trainer:
                             score, " *" if improved else "", f"  {extra}" if extra else "")
                 bar.set_postfix({"loss": f"{sum(losses.values()):.4f}", key: f"{score:.4f}",
                                  "best": f"{best_score:.4f}@{best_epoch}"})
+                n_evals += 1
                 if bad_evals >= cfg.stopping_step:
                     logger.info("early stop at epoch %d: no %s improvement in %d evaluations",
                                 epoch, key, cfg.stopping_step)
+                    history.append(record)
+                    break
+                if self.should_stop is not None and self.should_stop(n_evals, best_score):
+                    logger.info("stopped by the search scheduler at epoch %d: best %s=%.4f trails the "
+                                "other trials after %d evaluations", epoch, key, best_score, n_evals)
+                    pruned = True
                     history.append(record)
                     break
             else:
@@ -175,8 +204,10 @@ class Trainer:
         eval_times.append(time.perf_counter() - t1)
         if self.run_dir is not None and self.config.save_checkpoint:
             atomic_torch_save(self.model.state_dict(), Path(self.run_dir) / "model.pt")
+        if self.run_dir is not None and cfg.save_topk:
+            write_test_topk(self.model, self.evaluator, self.run_dir, cfg.save_topk)
         return TrainResult(valid=best_valid, test=test, best_epoch=best_epoch, epochs_run=epoch + 1,
                            seconds_per_epoch=float(np.median(epoch_times)) if epoch_times else 0.0,
                            eval_seconds=float(np.median(eval_times)), train_seconds=float(sum(epoch_times)),
                            n_parameters=self.model.n_parameters(), peak_rss_mib=peak_rss_mib(),
-                           history=history)
+                           history=history, pruned=pruned)

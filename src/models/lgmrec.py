@@ -67,7 +67,7 @@ class LGMRec(GeneralRecommender):
         self.adj_sym = self.user_item_adjacency(dataset)
         r = dataset.train_matrix
         self.r_sum, self.r_sum_t = (graph.to_torch_csr(m, self.device) for m in (r, r.T))
-        r_mean = graph.row_norm(r)
+        r_mean = graph.rw_norm(r)
         self.r_mean, self.r_mean_t = (graph.to_torch_csr(m, self.device) for m in (r_mean, r_mean.T))
         # parameters: ID embeddings, per-modality projections W_m and hyperedge embeddings V_m
         self.user_emb = nn.Embedding(self.n_users, d)

@@ -33,7 +33,8 @@ class VBPR(GeneralRecommender):
         features = torch.cat(list(self.item_features(dataset).values()), dim=1)
         self.register_buffer("features", features, persistent=False)  # f_i, (n_items, sum d_m)
         self.projection = nn.Linear(features.shape[1], d)           # E
-        nn.init.xavier_uniform_(self.projection.weight)
+        nn.init.xavier_normal_(self.projection.weight)
+        nn.init.zeros_(self.projection.bias)
 
     def item_vectors(self, items=None):
         f = self.features if items is None else self.features[items]

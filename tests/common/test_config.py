@@ -87,3 +87,11 @@ def test_config_is_read_only_and_identity_ignores_bookkeeping():
         cfg.seed = 3
     assert cfg.replace(show_progress=False).identity() == cfg.identity()
     assert cfg.replace(seed=1).identity() != cfg.identity()
+
+
+def test_motor_settings_stay_out_of_an_id_runs_identity():
+    cfg = resolve("LightGCN", "scientific").first()
+    assert cfg.item_representation == "id"
+    assert cfg.replace(pq_codebook_size=cfg.pq_codebook_size * 2).identity() == cfg.identity()
+    motor = cfg.replace(item_representation="motor")
+    assert motor.replace(pq_codebook_size=cfg.pq_codebook_size * 2).identity() != motor.identity()

@@ -71,10 +71,65 @@ def test_to_scipy_round_trip():
     np.testing.assert_allclose(graph.to_scipy(coo).toarray(), m.toarray())
 
 
-def test_row_norm_averages_neighbours_and_keeps_empty_rows_zero():
-    a = sp.csr_matrix(np.array([[1, 1, 0], [0, 0, 0], [0, 2, 2]], dtype=np.float32))
-    expected = np.array([[0.5, 0.5, 0], [0, 0, 0], [0, 0.5, 0.5]], dtype=np.float32)
-    np.testing.assert_allclose(graph.row_norm(a).toarray(), expected)
+def test_rw_norm_rows_sum_to_one_and_empty_rows_stay_zero():
+    a = sp.csr_matrix(np.array([[0, 2, 2], [1, 0, 0], [0, 0, 0]], dtype=np.float32))
+    rw = graph.rw_norm(a).toarray()
+    np.testing.assert_allclose(rw, [[0, 0.5, 0.5], [1, 0, 0], [0, 0, 0]])
+
+
+def test_cosine_knn_edges_match_knn_graph_in_any_batch_size_and_carry_gradients():
+    torch.manual_seed(0)
+    f = torch.randn(40, 6, requires_grad=True)
+    rows, cols, values = graph.cosine_knn_edges(f, 4, batch_size=7)
+    assert (torch.bincount(rows, minlength=40) == 4).all()   # k neighbours per row
+    dense = np.zeros((40, 40), np.float32)
+    dense[rows.numpy(), cols.numpy()] = values.detach().numpy()
+    np.testing.assert_allclose(dense, graph.knn_graph(f.detach(), 4, weighted=True).toarray(), atol=1e-6)
+    rows2, cols2, _ = graph.cosine_knn_edges(f, 4, batch_size=1000)
+    assert torch.equal(rows, rows2) and torch.equal(cols, cols2)
+    values.sum().backward()
+    assert f.grad is not None and f.grad.abs().sum() > 0
+
+
+def test_sym_norm_edges_matches_scipy_sym_norm_with_duplicate_edges():
+    rows = torch.tensor([0, 0, 1, 2, 2, 0])
+    cols = torch.tensor([1, 2, 0, 2, 1, 1])      # (0, 1) twice: the entries add up
+    values = torch.tensor([1.0, 2.0, 3.0, 0.5, 1.5, 1.0])
+    normed = graph.sym_norm_edges(rows, cols, values, 4)
+    a = sp.csr_matrix((values.numpy(), (rows.numpy(), cols.numpy())), shape=(4, 4))
+    got = sp.csr_matrix((normed.numpy(), (rows.numpy(), cols.numpy())), shape=(4, 4)).toarray()
+    np.testing.assert_allclose(got, graph.sym_norm(a).toarray(), rtol=1e-6)
+
+
+def test_edge_spmm_and_edges_to_csr_match_dense_products():
+    rows, cols = torch.tensor([0, 1, 1, 2, 0]), torch.tensor([2, 0, 1, 2, 2])
+    values = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.0], requires_grad=True)
+    x = torch.randn(3, 4)
+    dense = torch.zeros(3, 3).index_put((rows, cols), values, accumulate=True)
+    torch.testing.assert_close(graph.edge_spmm(rows, cols, values, x, 3), dense @ x)
+    torch.testing.assert_close(graph.edges_to_csr(rows, cols, values, 3, 3).to_dense(), dense.detach())
+    graph.edge_spmm(rows, cols, values, x, 3).sum().backward()
+    assert values.grad is not None and values.grad.abs().sum() > 0
+
+
+def test_sample_edges_inverse_degree_keeps_n_and_draws_proportionally_to_inverse_sqrt_degrees():
+    # user 0 has 4 items, user 1 one; item 0 is shared by both users
+    users = np.array([0, 0, 0, 0, 1])
+    items = np.array([0, 1, 2, 3, 0])
+    rng = np.random.default_rng(0)
+    keep = graph.sample_edges_inverse_degree(users, items, 3, rng)
+    assert len(keep) == 3 == len(set(keep.tolist()))
+    # a single draw picks edge e with probability w_e / sum w, w = 1/sqrt(d_u d_i)
+    w = 1 / np.sqrt(np.array([4 * 2, 4 * 1, 4 * 1, 4 * 1, 1 * 2]))
+    counts = np.bincount([graph.sample_edges_inverse_degree(users, items, 1, rng)[0] for _ in range(8000)],
+                         minlength=5)
+    np.testing.assert_allclose(counts / 8000, w / w.sum(), atol=0.02)
+
+
+def test_row_difference_equals_gathered_difference_including_equal_pairs():
+    x = torch.randn(9, 5)
+    a, b = torch.tensor([0, 3, 8, 2, 5]), torch.tensor([4, 3, 1, 7, 0])
+    torch.testing.assert_close(graph.row_difference(x, a, b), x[a] - x[b], rtol=0, atol=0)
 
 
 def test_hyperedge_embeddings_match_the_layer_by_layer_recursion():

@@ -1,4 +1,6 @@
 """Invariants of k-means, the codebook primitive and the residual / product quantisers."""
+import math
+
 import torch
 
 from src.common.quantize import Codebook, ProductQuantizer, ResidualQuantizer, kmeans, nearest
@@ -89,3 +91,59 @@ def test_product_quantiser_rejects_indivisible_dimension():
     import pytest
     with pytest.raises(ValueError, match="divisible by pq_subspaces"):
         ProductQuantizer(subspaces=3, size=4, dim=8)
+
+
+# ----------------------------------------------------------------------------- sparsity KL and the RQ-VAE
+def test_sparsity_kl_is_zero_at_target_usage_and_positive_elsewhere():
+    from src.common.quantize import sparsity_kl
+    rho = 0.25
+    assert sparsity_kl(torch.full((4,), rho), rho).abs().item() < 1e-7
+    for other in ([0.1, 0.4, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1], [0.0, 0.5, 0.5, 0.0]):
+        assert sparsity_kl(torch.tensor(other), rho).item() > 1e-4
+    # hand value for one code: 0.25 log(0.25/0.5) + 0.75 log(0.75/0.5)
+    expected = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
+    assert abs(sparsity_kl(torch.tensor([0.5]), rho).item() - expected) < 1e-6
+
+
+def test_soft_code_usage_sums_to_one_and_follows_the_nearest_code():
+    from src.common.quantize import soft_code_usage
+    dist = torch.tensor([[0.0, 100.0, 100.0], [0.0, 100.0, 100.0], [100.0, 0.0, 100.0]])
+    usage = soft_code_usage(dist, temperature=1.0)
+    torch.testing.assert_close(usage.sum(), torch.tensor(1.0))
+    torch.testing.assert_close(usage, torch.tensor([2 / 3, 1 / 3, 0.0]), atol=1e-6, rtol=0)
+
+
+def test_rqvae_gradients_reach_encoder_decoder_and_codebooks():
+    from src.common.quantize import RQVAE, soft_code_usage, sparsity_kl
+    torch.manual_seed(0)
+    x = torch.randn(64, 12)
+    vae = RQVAE(12, 4, 16, levels=2, size=8)
+    vae.set_input_stats(x)
+    vae.train()
+    out = vae(x)
+    assert out.codes.shape == (64, 2) and out.recon.shape == (64,) and len(out.distances) == 2
+    (out.recon + out.codebook + 0.25 * out.commitment).mean().backward()
+    for name, p in [("encoder", vae.encoder[0].weight), ("decoder", vae.decoder[-1].weight)]:
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    for book in vae.quantizer.levels:
+        assert book.embeddings.grad.abs().sum() > 0
+    # the sparsity term alone also trains the encoder and the codebooks (through soft assignments)
+    vae.zero_grad()
+    out = vae(x)
+    sum(sparsity_kl(soft_code_usage(d), 0.05) for d in out.distances).backward()
+    assert vae.encoder[0].weight.grad.abs().sum() > 0
+    assert vae.quantizer.levels[0].embeddings.grad.abs().sum() > 0
+
+
+def test_rqvae_decode_of_encode_equals_the_quantised_latent_in_eval():
+    from src.common.quantize import RQVAE
+    torch.manual_seed(1)
+    x = torch.randn(50, 6)
+    vae = RQVAE(6, 3, 8, levels=3, size=4)
+    vae.set_input_stats(x)
+    vae.train()
+    vae(x)                      # k-means initialisation on this batch
+    vae.eval()
+    codes = vae.encode(x)
+    assert codes.min() >= 0 and codes.max() < 4
+    torch.testing.assert_close(vae.decode_codes(codes), vae(x).quantized)

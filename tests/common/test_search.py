@@ -38,11 +38,11 @@ def test_interrupted_search_resumes_where_it_stopped(tmp_path, monkeypatch):
     real = search_mod.train_one
     calls = []
 
-    def dies_on_third(config, dataset, run_dir):
+    def dies_on_third(config, dataset, run_dir, **kw):
         calls.append(run_dir.name)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(config, dataset, run_dir)
+        return real(config, dataset, run_dir, **kw)
 
     monkeypatch.setattr(search_mod, "train_one", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
@@ -57,10 +57,10 @@ def test_failing_trial_is_recorded_and_search_goes_on(tmp_path, monkeypatch):
     ds = checkerboard()
     real = search_mod.train_one
 
-    def fails_for_reg(config, dataset, run_dir):
+    def fails_for_reg(config, dataset, run_dir, **kw):
         if config.reg_weight == 0.1 and config.learning_rate == 0.01:
             raise RuntimeError("boom")
-        return real(config, dataset, run_dir)
+        return real(config, dataset, run_dir, **kw)
 
     monkeypatch.setattr(search_mod, "train_one", fails_for_reg)
     s = run_search(space(tmp_path), ds)

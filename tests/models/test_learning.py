@@ -31,6 +31,8 @@ def test_checkerboard_known_answer_lightgcn_ranks_same_parity_first():
     ("LightGCN", {"n_layers": 2, "reg_weight": 1e-4}),
     ("VBPR", {"reg_weight": 1e-2}),
     ("BPR", {"reg_weight": 1e-2, "learning_rate": 0.01}),
+    ("LATTICE", {"reg_weight": 0.0, "learning_rate": 1e-3}),
+    ("FREEDOM", {"dropout": 0.8, "reg_weight": 1e-4}),
 ])
 def test_short_run_on_scientific_beats_most_popular(scientific, model, overrides):
     cfg = config_for(model, epochs=25, stopping_step=100, **overrides)

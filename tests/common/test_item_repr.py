@@ -1,0 +1,140 @@
+"""MOTOR's item representation: PQ tokens (nearest centroids, cached by content and settings),
+token tables that learn, the Token Cross Network's shapes, and clear errors."""
+import numpy as np
+import pytest
+import torch
+
+from src.common import item_repr
+from src.common.config import ConfigError
+from src.common.dataset import DataError
+from src.common.item_repr import MotorRepresentation, build_item_representation, item_tokens, pq_tokens
+
+from tests.conftest import checkerboard, config_for
+
+
+def motor_config(tmp_path, **extra):
+    extra = {"item_representation": "motor", "pq_subspaces": 4, "pq_codebook_size": 4,
+             "cache_dir": str(tmp_path), "embedding_size": 8, **extra}
+    return config_for("BPR", **extra)
+
+
+def test_pq_tokens_are_each_subvectors_nearest_centroid(tmp_path):
+    x = torch.randn(120, 12, generator=torch.Generator().manual_seed(0))
+    entry = pq_tokens(x, subspaces=3, codebook_size=8, cache_dir=str(tmp_path), name="x")
+    codes, centroids = entry["codes"], entry["centroids"]
+    assert codes.shape == (120, 3) and centroids.shape == (3, 8, 4)
+    assert codes.min() >= 0 and codes.max() < 8
+    for j in range(3):
+        brute = torch.cdist(x[:, 4 * j:4 * j + 4], centroids[j]).argmin(1)
+        assert torch.equal(codes[:, j], brute)
+
+
+def test_items_with_identical_features_get_identical_tokens_and_vectors(tmp_path):
+    ds = checkerboard()
+    features = {m: ds.features[m].clone() for m in ds.modalities}
+    for f in features.values():
+        f[7] = f[3]
+    ds.features = features
+    cfg = motor_config(tmp_path)
+    tokens = item_tokens(cfg, ds)
+    for codes in tokens.values():
+        assert torch.equal(codes[7], codes[3])
+    rep = build_item_representation(cfg, ds, 8)
+    out = rep()
+    torch.testing.assert_close(out[7], out[3])
+    assert not torch.allclose(out[7], out[4])
+
+
+def test_tokenisation_is_cached_on_disk_and_keyed_by_features_and_settings(tmp_path, monkeypatch):
+    x = torch.randn(50, 8, generator=torch.Generator().manual_seed(1))
+    first = pq_tokens(x, 2, 4, cache_dir=str(tmp_path), name="f")
+    files = list((tmp_path / "motor_pq").glob("f-*.pt"))
+    assert len(files) == 1
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("k-means ran although the tokens are cached")
+    monkeypatch.setattr(item_repr.ProductQuantizer, "fit", no_fit)
+    again = pq_tokens(x, 2, 4, cache_dir=str(tmp_path), name="f")
+    assert torch.equal(again["codes"], first["codes"])
+    monkeypatch.undo()
+
+    changed = x.clone()
+    changed[0, 0] += 1.0
+    pq_tokens(changed, 2, 4, cache_dir=str(tmp_path), name="f")       # other features
+    pq_tokens(x, 2, 4, seed=1, cache_dir=str(tmp_path), name="f")     # other seed
+    pq_tokens(x, 4, 4, cache_dir=str(tmp_path), name="f")             # other subspaces
+    assert len(list((tmp_path / "motor_pq").glob("f-*.pt"))) == 4
+
+
+def test_token_tables_and_cross_network_receive_gradients(tmp_path):
+    ds = checkerboard()
+    rep = build_item_representation(motor_config(tmp_path), ds, 8)
+    rep(torch.tensor([0, 1, 1, 5])).pow(2).sum().backward()
+    for m, table in rep.token_emb.items():
+        assert table.weight.grad is not None and table.weight.grad.abs().sum() > 0, m
+    assert all(p.grad is not None for p in rep.cross.parameters())
+
+
+def test_rows_from_the_remembered_all_items_output_match_a_fresh_encoding(tmp_path):
+    ds = checkerboard()
+    rep = build_item_representation(motor_config(tmp_path), ds, 8)
+    items = torch.tensor([2, 9, 2, 0])
+    everything = rep()
+    torch.testing.assert_close(rep(items), everything[items])
+    torch.testing.assert_close(rep(items), rep.encode(items))
+    # two backward passes without an optimiser step in between: the freed graph is never reused
+    rep(items).sum().backward()
+    rep(items).sum().backward()
+    with torch.no_grad():
+        rep.token_emb["image"].weight.add_(1.0)
+    assert not torch.allclose(rep(items), everything[items])
+
+
+def test_modal_specific_fusion_and_no_cross_layers_shapes(tmp_path):
+    tokens = {"image": torch.randint(0, 4, (10, 3)), "text": torch.randint(0, 4, (10, 2))}
+    for fusion in ("agnostic", "specific"):
+        for layers in (0, 2):
+            rep = MotorRepresentation(tokens, 4, 6, fusion=fusion, layers=layers)
+            assert rep().shape == (10, 6) and rep(torch.tensor([1, 1])).shape == (2, 6)
+
+
+def test_motor_defaults_have_fewer_parameters_than_an_id_table_on_scientific(scientific, tmp_path):
+    cfg = config_for("BPR", item_representation="motor", cache_dir=str(tmp_path))
+    motor = build_item_representation(cfg, scientific, 64)
+    ids = build_item_representation(cfg.replace(item_representation="id"), scientific, 64)
+    n_motor, n_id = (sum(p.numel() for p in r.parameters()) for r in (motor, ids))
+    assert n_id == scientific.n_items * 64
+    assert n_motor < n_id                      # and MOTOR's count does not grow with the catalogue
+
+
+def test_subspaces_must_divide_the_feature_dimension(tmp_path):
+    with pytest.raises(ConfigError, match="pq_subspaces=3 must divide the image feature dimension 16"):
+        item_tokens(motor_config(tmp_path, pq_subspaces=3), checkerboard())
+
+
+def test_motor_on_an_id_only_dataset_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="MOTOR .* needs item features"):
+        item_tokens(motor_config(tmp_path), checkerboard(modalities=()))
+
+
+def test_single_modality_dataset_gets_one_token_table(tmp_path):
+    rep = build_item_representation(motor_config(tmp_path), checkerboard(modalities=("text",)), 8)
+    assert list(rep.token_emb) == ["text"] and rep().shape == (30, 8)
+    assert np.isfinite(rep().detach().numpy()).all()
+
+
+@pytest.mark.parametrize("key,value", [("pq_subspaces", 0), ("pq_codebook_size", 1), ("motor_layers", -1),
+                                       ("motor_dropout", 1.0)])
+def test_invalid_motor_settings_are_config_errors(key, value):
+    with pytest.raises(ConfigError, match=key):
+        config_for("BPR", item_representation="motor", **{key: value})
+
+
+def test_fitting_tokens_leaves_the_global_rng_alone(tmp_path):
+    """Regression: the first build (PQ fit) and later ones (cache hit) must initialise alike."""
+    torch.manual_seed(0)
+    pq_tokens(torch.randn(40, 8), 2, 4, cache_dir=str(tmp_path), name="rng")
+    after_fit = torch.rand(1)
+    torch.manual_seed(0)
+    pq_tokens(torch.randn(40, 8), 2, 4, cache_dir=str(tmp_path), name="rng")   # cache hit
+    assert torch.equal(torch.rand(1), after_fit)
