@@ -6,6 +6,7 @@
 - :func:`sample_edges_inverse_degree`   degree-sensitive edge sampling, p(u, i) ∝ 1/sqrt(d_u d_i)
 - :func:`spmm` / :func:`spmm_sym`   A @ X with a backward that reuses a precomputed A^T (or A)
 - :func:`lightgcn`             LightGCN propagation: mean of the layer outputs (He et al. 2020, Eq. 8)
+- :func:`hyperedge_embeddings`  message passing through learnable soft hyperedges (LGMRec)
 - :func:`knn_graph`            top-k cosine kNN item–item graph from features, built in row batches
 - :func:`cosine_knn_edges`     the same kNN as an edge list whose weights carry gradients
 - :func:`sym_norm_edges` / :func:`edge_spmm` / :func:`edges_to_csr`   differentiable edge-list ops
@@ -141,6 +142,26 @@ def propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int, mean: bool = Tr
         x = spmm(adj, x, adj_t)
         total = total + x
     return total / (n_layers + 1) if mean else x
+
+
+def hyperedge_embeddings(item_hyper: torch.Tensor, item_emb: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """Hyperedge embeddings after K = n_layers >= 1 rounds of message passing through H soft
+    hyperedges (LGMRec, Guo et al. AAAI 2024, global hypergraph embedding):
+
+        E_hyper^(k) = A_I^T E_I^(k),     E_I^(k+1) = A_I E_hyper^(k)      (k = 0..K-1)
+
+    item_hyper A_I: (n_items, H) item–hyperedge dependencies (dense: H is small); item_emb
+    E_I^(0): (n_items, d). Returns E_hyper^(K-1), (H, d); the nodes' global embeddings are then
+    A_I E_hyper (items) and A_U E_hyper (users, with their own dependencies A_U), of rank <= H.
+    """
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+    edges = item_hyper.T @ item_emb
+    if n_layers > 1:
+        gram = item_hyper.T @ item_hyper   # A_I^T A_I, (H, H): no (n_items, d) intermediate
+        for _ in range(n_layers - 1):
+            edges = gram @ edges
+    return edges
 
 
 # ----------------------------------------------------------------------------- kNN item graphs

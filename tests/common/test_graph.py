@@ -130,3 +130,16 @@ def test_row_difference_equals_gathered_difference_including_equal_pairs():
     x = torch.randn(9, 5)
     a, b = torch.tensor([0, 3, 8, 2, 5]), torch.tensor([4, 3, 1, 7, 0])
     torch.testing.assert_close(graph.row_difference(x, a, b), x[a] - x[b], rtol=0, atol=0)
+
+
+def test_hyperedge_embeddings_match_the_layer_by_layer_recursion():
+    torch.manual_seed(0)
+    item_hyper = torch.softmax(torch.randn(9, 3), dim=1)   # 9 items, 3 hyperedges
+    x = torch.randn(9, 5)
+    edges_1 = graph.hyperedge_embeddings(item_hyper, x, 1)
+    torch.testing.assert_close(edges_1, item_hyper.T @ x)
+    # two rounds: E_hyper^(1) = A^T (A E_hyper^(0))
+    torch.testing.assert_close(graph.hyperedge_embeddings(item_hyper, x, 2), item_hyper.T @ (item_hyper @ edges_1))
+    assert edges_1.shape == (3, 5)
+    with pytest.raises(ValueError, match="n_layers"):
+        graph.hyperedge_embeddings(item_hyper, x, 0)

@@ -1,0 +1,55 @@
+"""BM3's defining property: it learns without negative samples."""
+import torch
+
+from src.common.evaluator import Evaluator, popularity_scores
+from src.common.sampler import Batch, BPRSampler
+from src.common.trainer import build_model, Trainer
+
+from tests.conftest import checkerboard, config_for
+
+
+def loss_and_grads(model, batch, seed=0):
+    torch.manual_seed(seed)   # the same dropout masks for both calls
+    model.zero_grad()
+    parts = model.calculate_loss(batch)
+    sum(parts.values()).backward()
+    return parts, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_bm3_loss_and_gradients_do_not_depend_on_the_negatives():
+    ds = checkerboard()
+    model = build_model(config_for("BM3", embedding_size=16), ds)
+    model.train()
+    batch = next(iter(BPRSampler(ds.train.users, ds.train.items, ds.n_items, 64, seed=0)))
+    parts, grads = loss_and_grads(model, batch)
+    # other negatives, and negatives that would fail if they were ever used as an index
+    for neg in ((batch.neg + 1) % ds.n_items, torch.full_like(batch.neg, 10 ** 9)):
+        parts_2, grads_2 = loss_and_grads(model, Batch(batch.users, batch.pos, neg))
+        assert parts_2.keys() == parts.keys() == {"reconstruct", "align", "mask", "reg"}
+        for k in parts:
+            torch.testing.assert_close(parts_2[k], parts[k], rtol=0, atol=0)
+        assert grads_2.keys() == grads.keys()
+        for n in grads:
+            torch.testing.assert_close(grads_2[n], grads[n], rtol=0, atol=0)
+
+
+def test_bm3_learns_the_checkerboard_without_negatives():
+    ds = checkerboard(n_users=40, n_items=30, seed=1)
+    cfg = config_for("BM3", n_layers=1, reg_weight=0.01, dropout=0.3, learning_rate=0.01,
+                     train_batch_size=64, embedding_size=16)
+    trainer = Trainer(cfg, ds)
+    for epoch in range(40):
+        trainer.train_epoch(epoch)
+    trainer.model.eval()
+    with torch.no_grad():
+        scores = trainer.model.full_sort_predict(torch.arange(ds.n_users))
+    scores[torch.as_tensor(ds.train_matrix.toarray(), dtype=torch.bool)] = -float("inf")
+    same_parity = (scores.argmax(1) % 2 == torch.arange(ds.n_users) % 2).float().mean()
+    assert same_parity > 0.9
+
+
+def test_bm3_learns_on_scientific(scientific):
+    result = Trainer(config_for("BM3", epochs=30, stopping_step=100), scientific).fit()
+    assert result.history[-1]["reconstruct"] < result.history[0]["reconstruct"]
+    popular = Evaluator(scientific, ["recall"], [20]).evaluate(popularity_scores(scientific), "test")
+    assert result.test["recall@20"] > 1.2 * popular["recall@20"]
