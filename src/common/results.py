@@ -12,12 +12,14 @@ it already finished and skips them (resume), and a changed dataset never reuses 
 """
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import json
 import logging
 import platform
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -108,7 +110,7 @@ def make_record(config, fingerprint: str, run_id: str, result=None, status: str 
         "config": config.to_dict(), "fingerprint": fingerprint,
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"), "host": socket.gethostname(),
         "user": _user(), "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                                      "numpy": np.__version__},
+                                      "numpy": np.__version__, "code": code_version()},
         "argv": " ".join(sys.argv),
     }
     if dataset is not None:
@@ -126,6 +128,22 @@ def default_label(config) -> str:
     """Leaderboard row name: the model, prefixed by a non-default item representation."""
     rep = config.item_representation
     return config.model if rep == "id" else f"{rep.upper()}-{config.model}"
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The project's git commit (``+dirty`` with uncommitted changes), or "" outside a git checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return ""
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):   # no git on this machine
+        return ""
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def _user() -> str:

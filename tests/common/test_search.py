@@ -29,6 +29,7 @@ def test_grid_writes_one_record_per_point_and_resume_skips_them(tmp_path):
     for r in records:
         assert set(r) >= {"valid", "test", "seed", "config", "best_epoch", "seconds_per_epoch",
                           "n_parameters", "versions", "host", "fingerprint"}
+        assert set(r["versions"]) >= {"python", "torch", "numpy", "code"}   # code: the git commit
     s2 = run_search(space(tmp_path), ds)
     assert (s2.finished, s2.skipped) == (0, 4)
 
