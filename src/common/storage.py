@@ -23,11 +23,21 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _read_umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+_UMASK = _read_umask()   # read once: os.umask can only be read by setting it
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
