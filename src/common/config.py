@@ -53,6 +53,7 @@ class RunConfig:
     seed: int = 999                      # one seed fixes sampling, initialisation and results
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     threads: int = 0                     # torch threads; 0 = all cores
+    reuse_freed_memory: bool = True      # glibc: keep freed memory for reuse (see trainer.reuse_freed_memory)
     epochs: int = 1000
     train_batch_size: int = 2048
     eval_batch_size: int = 4096
@@ -129,7 +130,7 @@ class SearchConfig:
 
 #: keys that decide how and where runs execute, not what a run computes: left out of the run id
 #: (so a point finished in-process is skipped on Ray and vice versa) and of the grouping of seeds
-EXECUTION_KEYS = frozenset({"show_progress", "results_dir", "cache_dir", "threads", "device",
+EXECUTION_KEYS = frozenset({"show_progress", "results_dir", "cache_dir", "threads", "device", "reuse_freed_memory",
                             *(f.name for f in dataclasses.fields(SearchConfig))})
 
 
