@@ -12,6 +12,7 @@ Scores: <p(h_u), p(h_i)>. MMRec's code also fine-tunes the raw features f_i^m; h
 ``train_features`` (off by default: on scientific it scored lower on valid, and on Baby-sized
 features its Adam update dominates the epoch).
 """
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,8 @@ from torch import nn
 
 from src.common import graph, losses
 from src.common.recommender import GeneralRecommender, register
+
+logger = logging.getLogger(__name__)
 
 
 @register
@@ -48,6 +51,11 @@ class BM3(GeneralRecommender):
         self.user_emb = nn.Embedding(self.n_users, d)
         nn.init.xavier_uniform_(self.user_emb.weight)
         self.item_emb = self.item_representation(dataset, d)
+        if config.item_representation != "id":
+            # measured on scientific: MOTOR-BM3 peaks after one epoch and collapses (README, MOTOR)
+            logger.warning("BM3 learns without negatives; with item_representation=%s items that share "
+                           "tokens start alike and training collapsed on scientific (see README)",
+                           config.item_representation)
         # f_i^m: fine-tuned parameters as in MMRec's code, or frozen (then kept out of checkpoints)
         features = self.item_features(dataset)
         self.features = (nn.ParameterDict({m: nn.Parameter(f.clone()) for m, f in features.items()})
