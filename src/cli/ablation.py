@@ -48,9 +48,9 @@ def base_point(dataset, overrides: dict) -> dict:
                        if k not in space.grid and k not in BOOKKEEPING)]
     if records:
         best = next(iter(best_per_label(records).values()))[0]
-        logger.info("ablation base: best MoToRec run %s (%s)", best["run_id"], best["swept"])
+        logger.info("base config: best MoToRec run %s (%s)", best["run_id"], best["swept"])
         return {k: best["config"][k] for k in space.grid}
-    logger.info("no finished MoToRec grid run: ablation base = the first grid point")
+    logger.info("no finished MoToRec grid run: base config = the first grid point")
     return {k: first[k] for k in space.grid}
 
 
