@@ -76,6 +76,17 @@ def reuse_freed_memory() -> bool:
 _MALLOC_TUNED = False
 
 
+def adam(params, lr: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam with torch's fused kernel: one pass over all parameters per step (BPR on Baby: 0.51 ->
+    0.24 s per epoch on the CPU; updates equal to the default's up to float rounding). Falls back
+    to the default implementation where the fused one does not apply."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except RuntimeError:   # e.g. a device or dtype without a fused kernel
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory in MiB. On Linux from /proc (VmHWM): ``ru_maxrss`` is
     not reset by exec, so a fresh interpreter started by a big process would report the parent's size."""
@@ -141,10 +152,7 @@ class Trainer:
         self.test_evaluator = evaluator or Evaluator(dataset, config.metrics, config.topk, config.eval_batch_size,
                                         self.device, views={**default_views(dataset),
                                                             **degree_buckets(dataset.item_degree)})
-        # foreach: one multi-tensor kernel per step instead of a loop over the parameters; on the
-        # CPU ~2.5x faster than torch's default there and bit-for-bit the same updates
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
-                                          weight_decay=config.weight_decay, fused=True)
+        self.optimizer = adam(self.model.parameters(), config.learning_rate, config.weight_decay)
         self.sampler = BPRSampler(dataset.train.users, dataset.train.items, dataset.n_items,
                                   config.train_batch_size, seed=config.seed, device=self.device)
 
