@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import functools
 import logging
 import math
 import os
@@ -53,6 +54,7 @@ def set_threads(threads: int) -> int:
     return n
 
 
+@functools.lru_cache(maxsize=1)
 def reuse_freed_memory() -> bool:
     """Ask glibc's malloc to serve every allocation from its heap (no mmap) and never trim it.
 
@@ -60,20 +62,13 @@ def reuse_freed_memory() -> bool:
     output) afresh and unmaps it when freed, so the next step page-faults through the same
     memory again: on Baby-sized features that is half of a step. With the heap kept, freed
     blocks are reused. The cost: the process keeps its peak memory reserved. Returns whether it
-    took effect (not on macOS/Windows/musl)."""
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return True
+    took effect (not on macOS/Windows/musl); done once per process."""
+    m_trim_threshold, m_mmap_max = -1, -4          # mallopt parameters from <malloc.h>
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4          # mallopt parameters from <malloc.h>
-        _MALLOC_TUNED = bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
-    except (OSError, AttributeError):
-        _MALLOC_TUNED = False
-    return _MALLOC_TUNED
-
-
-_MALLOC_TUNED = False
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):              # no glibc
+        return False
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def adam(params, lr: float, weight_decay: float) -> torch.optim.Adam:
