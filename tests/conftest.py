@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from src.common.config import resolve
-from src.common.dataset import Dataset, load_dataset
+from src.common.recommender import resolve
+from src.common.data.dataset import Dataset, load_dataset
 
 torch.set_num_threads(1)  # tests stay fast when other processes share the cores
 

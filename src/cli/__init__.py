@@ -56,9 +56,9 @@ def setup_logging(verbose: bool = False) -> None:
 
 def main(argv: list[str]) -> int:
     from src.common.config import ConfigError
-    from src.common.dataset import DataError
+    from src.common.data.dataset import DataError
     from src.common.recommender import RecommendError
-    from src.common.runs import RunError
+    from src.common.experiment.runs import RunError
 
     parser = build_parser()
     commands = _commands()

@@ -1,5 +1,5 @@
 """Picking a finished run for the MoToRec commands (inspect, coldstart): a given run id, or the
-best run of a label by valid metric; loading itself is :func:`src.common.runs.load_run`."""
+best run of a label by valid metric; loading itself is :func:`src.common.experiment.runs.load_run`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 
 from src.cli._common import split_results_dir
-from src.common.config import Config, ConfigError, resolve
-from src.common.dataset import Dataset, load_dataset
-from src.common.results import ResultsStore, best_per_label
-from src.common.runs import find_run, load_run
+from src.common.config import Config, ConfigError
+from src.common.recommender import resolve
+from src.common.data.dataset import Dataset, load_dataset
+from src.common.experiment.results import ResultsStore, best_per_label
+from src.common.experiment.runs import find_run, load_run
 
 
 @dataclass

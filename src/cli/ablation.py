@@ -7,10 +7,10 @@ import logging
 import pandas as pd
 
 from src.cli._common import overrides_of
-from src.common.config import resolve
-from src.common.dataset import load_dataset
-from src.common.results import ResultsStore, best_per_label, markdown_table
-from src.common.search import run_search
+from src.common.recommender import resolve
+from src.common.data.dataset import load_dataset
+from src.common.experiment.results import ResultsStore, best_per_label, markdown_table
+from src.common.experiment.search import run_search
 
 HELP = "train the MoToRec ablation variants and print their overall and cold-start metrics"
 logger = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ import math
 import pandas as pd
 from tqdm.auto import tqdm
 
-from src.bench import machine_info, measure_in_subprocess
+from src.common.experiment.bench import machine_info, measure_in_subprocess
 from src.common.paths import from_root
 from src.common.recommender import model_names
-from src.common.results import markdown_table
+from src.common.experiment.results import markdown_table
 from src.common.storage import atomic_write_text
 
 HELP = "benchmark speed and memory of every model (one fresh process per measurement)"
@@ -44,7 +44,7 @@ def run(args) -> int:
               f"{info['threads']} threads, device {info['device']}; {info['date']}")
     print(header)
     if args.hotpaths or args.only_hotpaths:
-        from src.bench_hotpaths import run_all
+        from src.common.experiment.bench_hotpaths import run_all
         table = pd.DataFrame(run_all())
         _write(out / "hotpaths", table, header)
         print("\n## Hot paths (Baby graph), before -> after\n")

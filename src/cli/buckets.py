@@ -4,11 +4,11 @@ from __future__ import annotations
 import logging
 
 from src.cli._common import models_of, overrides_of
-from src.common.config import resolve
-from src.common.dataset import load_dataset
-from src.common.evaluator import degree_buckets
+from src.common.recommender import resolve
+from src.common.data.dataset import load_dataset
+from src.common.eval.evaluator import degree_buckets
 from src.common.plots import plot_buckets
-from src.common.results import ResultsStore, bucket_table, markdown_table
+from src.common.experiment.results import ResultsStore, bucket_table, markdown_table
 from src.common.storage import atomic_write_text
 
 HELP = ("test Recall/NDCG per item-degree bucket (0, 1-4, 5-9, 10-19, 20+ train interactions) of "

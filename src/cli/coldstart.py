@@ -16,9 +16,10 @@ import torch
 
 from src.cli._common import overrides_of
 from src.cli._saved_run import load_saved_run
-from src.common import tokens
-from src.common.config import ConfigError, resolve
-from src.common.dataset import DataError, Dataset, load_dataset
+from src.common.nn import tokens
+from src.common.config import ConfigError
+from src.common.recommender import resolve
+from src.common.data.dataset import DataError, Dataset, load_dataset
 from src.common.storage import atomic_write_text
 from src.common.trainer import Trainer
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from src.cli._common import overrides_of
-from src.common.config import resolve
-from src.common.dataset import DataError, dataset_files, mapped_npy
-from src.common.feature_store import open_lmdb, write_lmdb
+from src.common.recommender import resolve
+from src.common.data.dataset import DataError, dataset_files, mapped_npy
+from src.common.data.feature_store import open_lmdb, write_lmdb
 
 HELP = "build a dataset's LMDB feature store from its .npy feature files (for feature_store: lmdb)"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from src.cli._common import overrides_of
 from src.cli._saved_run import load_saved_run
-from src.common import tokens
+from src.common.nn import tokens
 from src.common.config import ConfigError
 from src.common.storage import atomic_write_text
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 
 from src.cli._common import models_of, overrides_of
-from src.common.config import resolve
-from src.common.dataset import dataset_files, fingerprint_files
-from src.common.results import LEADERBOARD_METRICS, ResultsStore, leaderboard, markdown_table
+from src.common.recommender import resolve
+from src.common.data.dataset import dataset_files, fingerprint_files
+from src.common.experiment.results import LEADERBOARD_METRICS, ResultsStore, leaderboard, markdown_table
 from src.common.storage import atomic_write_text
 
 HELP = "print the best config of every model on a dataset as a markdown table and write a CSV"

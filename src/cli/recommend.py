@@ -13,8 +13,8 @@ import numpy as np
 
 from src.cli._common import overrides_of, split_results_dir
 from src.common.config import ConfigError
-from src.common.runs import load_run
-from src.common.topk import write_topk
+from src.common.experiment.runs import load_run
+from src.common.eval.topk import write_topk
 
 HELP = "top-k items per user from a saved run (printed, or all users to a TSV file)"
 logger = logging.getLogger(__name__)

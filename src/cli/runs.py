@@ -4,11 +4,12 @@ from __future__ import annotations
 import pandas as pd
 
 from src.cli._common import models_of, overrides_of, split_results_dir
-from src.common.config import ConfigError, resolve
-from src.common.dataset import DataError, dataset_files, fingerprint_files
+from src.common.config import ConfigError
+from src.common.recommender import resolve
+from src.common.data.dataset import DataError, dataset_files, fingerprint_files
 from src.common.paths import from_root
-from src.common.results import markdown_table
-from src.common.runs import saved_runs
+from src.common.experiment.results import markdown_table
+from src.common.experiment.runs import saved_runs
 
 HELP = "list saved runs (id, model, config, valid/test metric, date) to load or recommend from"
 

@@ -7,13 +7,13 @@ import logging
 import numpy as np
 
 from src.cli._common import add_model_dataset, models_of, overrides_of
-from src.common.config import resolve
-from src.common.dataset import load_dataset
-from src.common.executors import executor_for
-from src.common.results import ResultsStore, leaderboard, markdown_table
-from src.common.runs import ensure_test_topk
-from src.common.search import DATA_KEYS, check_space, run_search
-from src.common.topk import run_topk_path
+from src.common.recommender import resolve
+from src.common.data.dataset import load_dataset
+from src.common.experiment.executors import executor_for
+from src.common.experiment.results import ResultsStore, leaderboard, markdown_table
+from src.common.experiment.runs import ensure_test_topk
+from src.common.experiment.search import DATA_KEYS, check_space, run_search
+from src.common.eval.topk import run_topk_path
 
 HELP = "train model(s) on a dataset, running the YAML grid (default command)"
 logger = logging.getLogger(__name__)

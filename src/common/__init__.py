@@ -1,1 +1,3 @@
-"""Shared machinery: config, data, graphs, losses, quantisers, trainer, evaluator, results."""
+"""Shared machinery, by layer (imports point down only). Here: the model contract (recommender), the
+trainer, config and the small infrastructure (storage, cache, paths, errors, extras, plots); below
+them data/, eval/ and nn/; above them experiment/."""

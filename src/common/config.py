@@ -22,6 +22,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,8 +87,10 @@ class RunConfig:
             raise ValueError(f"save_topk must be >= 0 (0 = off), got {self.save_topk}")
         if not self.topk or min(self.topk) <= 0:
             raise ValueError(f"topk must be a non-empty list of positive ints, got {self.topk}")
-        from src.common.metrics import parse_metric_name  # late: metrics imports nothing of ours
-        name, k = parse_metric_name(self.valid_metric)
+        m = re.fullmatch(r"(?:\w+/)?(\w+)@(\d+)", self.valid_metric.strip().lower())
+        if not m:
+            raise ValueError(f"valid_metric {self.valid_metric!r} must look like <metric>@<k>, e.g. recall@20")
+        name, k = m[1], int(m[2])
         if name not in [m.lower() for m in self.metrics] or k not in self.topk:
             raise ValueError(f"valid_metric {self.valid_metric!r} must be one of metrics {self.metrics} "
                              f"at one of topk {self.topk}")
@@ -475,17 +478,17 @@ class ConfigSpace:
         return Config(values)
 
 
-def resolve(model: str | None, dataset: str, overrides: Mapping[str, Any] | None = None,
-            extra_layers: list[tuple[str, Mapping[str, Any]]] | None = None) -> ConfigSpace:
+def resolve_layers(model_cls: type | None, dataset: str, overrides: Mapping[str, Any] | None = None,
+                   extra_layers: list[tuple[str, Mapping[str, Any]]] | None = None) -> ConfigSpace:
     """Layer overall → dataset → model → overrides, validate every key and build the search space.
 
-    ``model`` and ``dataset`` are registry/dataset names (``model=None``: only the run and dataset
-    keys, e.g. for the leaderboard); ``overrides`` are command-line values. ``extra_layers``
-    (name, mapping) go between the model YAML and the overrides (e.g. an ablation switch).
+    ``model_cls`` is what the layer above found for a model name: any class with a ``Params``
+    dataclass (its keys) and a ``__name__`` (its YAML); ``None`` gives only the run and dataset
+    keys, e.g. for the leaderboard. Config never looks models up itself — the registry lives
+    above it (``src.common.recommender.resolve`` is the by-name entry point). ``overrides`` are
+    command-line values; ``extra_layers`` (name, mapping) go between the model YAML and the
+    overrides (e.g. an ablation switch).
     """
-    from src.common.recommender import get_model_class  # the model declares its own keys
-
-    model_cls = get_model_class(model) if model else None
     sections = dict(_SECTIONS)
     if model_cls is not None:
         sections[f"model {model_cls.__name__}"] = model_cls.Params
@@ -560,3 +563,9 @@ def _rel(path: Path) -> str:
         return str(Path(path).relative_to(ROOT))
     except ValueError:
         return str(path)
+
+
+def default_label(config) -> str:
+    """Leaderboard row name: the model, prefixed by a non-default item representation."""
+    rep = config.item_representation
+    return config.model if rep == "id" else f"{rep.upper()}-{config.model}"

@@ -12,7 +12,7 @@ from src.common.storage import atomic_write
 def plot_buckets(table: pd.DataFrame, labels: list[str], metrics: list[str], path: str | Path,
                  title: str = "") -> Path:
     """Grouped bars: one panel per metric, buckets on the x axis, one bar per label (the MOTOR
-    paper's Figure 3). ``table`` is :func:`src.common.results.bucket_table`'s frame."""
+    paper's Figure 3). ``table`` is :func:`src.common.experiment.results.bucket_table`'s frame."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -18,18 +18,19 @@ import difflib
 import importlib
 import logging
 import pkgutil
-from typing import Any, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
-from src.common import graph
+from src.common.nn import graph
 from src.common.cache import cache_path, content_key, disk_cached
-from src.common.config import ConfigError
-from src.common.evaluator import masked_scores
-from src.common.item_repr import build_item_representation
+from src.common.config import ConfigError, ConfigSpace, resolve_layers
+from src.common.eval.evaluator import masked_scores
+from src.common.eval.metrics import parse_metric_name
+from src.common.nn.item_repr import build_item_representation
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,20 @@ def _discover() -> None:
 def model_names() -> list[str]:
     _discover()
     return sorted(MODELS)
+
+
+def resolve(model: str | None, dataset: str, overrides: Mapping[str, Any] | None = None,
+            extra_layers: list[tuple[str, Mapping[str, Any]]] | None = None) -> ConfigSpace:
+    """The config space of ``model`` (a registry name, or ``None`` for run + dataset keys only) on
+    ``dataset``: the registry finds the model's ``Params``, :func:`config.resolve_layers` layers and
+    validates the YAMLs, and metric names are checked against the evaluator's metrics up front."""
+    space = resolve_layers(get_model_class(model) if model else None, dataset, overrides, extra_layers)
+    for name in [*space.base["metrics"], space.base["valid_metric"]]:
+        try:
+            parse_metric_name(name if "@" in name else f"{name}@1")
+        except ValueError as e:
+            raise ConfigError(f"{space.sources.get('metrics', 'metrics')}: {e}") from None
+    return space
 
 
 def get_model_class(name: str) -> type["GeneralRecommender"]:

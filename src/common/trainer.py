@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from src.common.evaluator import Evaluator, default_views, degree_buckets
+from src.common.eval.evaluator import Evaluator, default_views, degree_buckets
 from src.common.recommender import get_model_class, resolve_device
-from src.common.results import default_label
-from src.common.sampler import BPRSampler
+from src.common.data.sampler import BPRSampler
+from src.common.config import default_label
 from src.common.storage import atomic_torch_save
-from src.common.topk import write_test_topk
+from src.common.eval.topk import write_test_topk
 
 logger = logging.getLogger(__name__)
 

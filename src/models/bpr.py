@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from src.common import losses
+from src.common.nn import losses
 from src.common.recommender import GeneralRecommender, register
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from src.common import graph, losses
+from src.common.nn import graph, losses
 from src.common.recommender import GeneralRecommender, register
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.common import graph, losses
+from src.common.nn import graph, losses
 from src.common.recommender import GeneralRecommender, register
 
 

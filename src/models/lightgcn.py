@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from src.common import graph, losses
+from src.common.nn import graph, losses
 from src.common.recommender import GeneralRecommender, register
 
 

@@ -57,8 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.common import graph, losses
-from src.common.quantize import RQVAE, soft_code_usage, sparsity_kl
+from src.common.nn import graph, losses
+from src.common.nn.quantize import RQVAE, soft_code_usage, sparsity_kl
 from src.common.recommender import GeneralRecommender, register
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from src.common import losses
+from src.common.nn import losses
 from src.common.recommender import GeneralRecommender, register
 
 

@@ -30,10 +30,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from src.common.config import ConfigError, Schema, coerce, resolve
-from src.common.dataset import load_dataset
+from src.common.config import ConfigError, Schema, coerce
+from src.common.recommender import resolve
+from src.common.data.dataset import load_dataset
 from src.common.errors import DataError
-from src.common.feature_store import write_lmdb
+from src.common.data.feature_store import write_lmdb
 from src.common.paths import from_root
 from src.common.storage import atomic_write, atomic_write_json, atomic_write_text
 from src.prepare import extract, interactions, raw

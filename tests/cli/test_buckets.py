@@ -1,6 +1,6 @@
 """The degree-bucket report: ID vs MOTOR of one host, as a table and a PNG."""
 from src.cli import build_parser
-from src.common.results import bucket_table
+from src.common.experiment.results import bucket_table
 
 def main(argv):
     """A command in this process, without main()'s logging setup (pytest owns the handlers)."""

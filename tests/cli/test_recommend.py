@@ -1,7 +1,7 @@
 """`runs` and `recommend` as a user types them, on a short real run of `scientific`."""
 import pandas as pd
 
-from tests.test_cli import run
+from tests.cli.test_cli import run
 
 
 def test_train_list_recommend_and_export(tmp_path):

@@ -1,7 +1,8 @@
 """Config layering, typing, validation and grid expansion."""
 import pytest
 
-from src.common.config import ConfigError, parse_override, resolve
+from src.common.config import ConfigError, parse_override
+from src.common.recommender import resolve
 
 
 def test_layers_overall_dataset_model_and_command_line():

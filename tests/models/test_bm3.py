@@ -1,8 +1,8 @@
 """BM3's defining property: it learns without negative samples."""
 import torch
 
-from src.common.evaluator import Evaluator, popularity_scores
-from src.common.sampler import Batch, BPRSampler
+from src.common.eval.evaluator import Evaluator, popularity_scores
+from src.common.data.sampler import Batch, BPRSampler
 from src.common.trainer import build_model, Trainer
 
 from tests.conftest import checkerboard, config_for

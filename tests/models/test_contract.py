@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.common.config import resolve
-from src.common.recommender import model_names
-from src.common.sampler import BPRSampler
+from src.common.recommender import model_names, resolve
+from src.common.data.sampler import BPRSampler
 from src.common.trainer import build_model
 
 from tests.conftest import checkerboard
@@ -70,7 +69,7 @@ def test_model_contract(name):
 @pytest.mark.parametrize("name", model_names())
 @pytest.mark.parametrize("modalities", [("image",), ("text",), ()])
 def test_model_runs_on_whatever_modalities_exist(name, modalities):
-    from src.common.dataset import DataError
+    from src.common.data.dataset import DataError
     ds = checkerboard(modalities=modalities)
     cfg = tiny_config(name)
     cls = type(build_model(cfg, checkerboard()))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.common import graph, losses
-from src.common.sampler import BPRSampler
+from src.common.nn import graph, losses
+from src.common.data.sampler import BPRSampler
 from src.common.trainer import Trainer
 
 from tests.conftest import checkerboard, config_for

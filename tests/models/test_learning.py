@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.common.evaluator import Evaluator, popularity_scores
+from src.common.eval.evaluator import Evaluator, popularity_scores
 from src.common.trainer import Trainer
 
 from tests.conftest import checkerboard, config_for

@@ -2,9 +2,9 @@
 dropout only in training (deterministic evaluation), the contrastive term needs two modalities."""
 import torch
 
-from src.common import losses
-from src.common.evaluator import Evaluator, popularity_scores
-from src.common.sampler import BPRSampler
+from src.common.nn import losses
+from src.common.eval.evaluator import Evaluator, popularity_scores
+from src.common.data.sampler import BPRSampler
 from src.common.trainer import build_model, Trainer
 
 from tests.conftest import checkerboard, config_for

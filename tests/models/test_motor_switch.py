@@ -5,7 +5,7 @@ do not use one refuse the switch with a clear error instead of silently ignoring
 import pytest
 
 from src.common.config import ConfigError
-from src.common.item_repr import IDEmbedding, MotorRepresentation
+from src.common.nn.item_repr import IDEmbedding, MotorRepresentation
 from src.common.recommender import model_names
 from src.common.trainer import build_model
 

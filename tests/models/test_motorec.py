@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from src.cli.coldstart import without_items
-from src.common.config import resolve
-from src.common.sampler import BPRSampler
+from src.common.recommender import resolve
+from src.common.data.sampler import BPRSampler
 from src.common.trainer import Trainer, build_model
 from src.models.motorec import rarity_weights
 

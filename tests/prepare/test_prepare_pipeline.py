@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src.common.config import ConfigError, resolve
-from src.common.dataset import load_dataset
+from src.common.config import ConfigError
+from src.common.recommender import resolve
+from src.common.data.dataset import load_dataset
 from src.common.paths import ROOT
 from src.common.trainer import Trainer
 from src.prepare import extract

@@ -6,7 +6,7 @@ features are a ``.npy`` of float rows in itemID order, named in the dataset YAML
 (``feature_files: {image: image_feat.npy, text: text_feat.npy}``); a dataset may have both, one
 or none. Every problem is reported as a :class:`DataError` naming the file, line or key.
 
-Features live in a :class:`~src.common.feature_store.FeatureStore` per modality: in memory from the
+Features live in a :class:`~src.common.data.feature_store.FeatureStore` per modality: in memory from the
 ``.npy`` files (``feature_store: npy``, the default), or rows read on demand from an LMDB store
 (``feature_store: lmdb``; ``python main.py convert`` builds it from the ``.npy`` files).
 ``dataset.features[m]`` is the full (n_items, d) float tensor either way (read batch by batch from
@@ -30,7 +30,7 @@ import scipy.sparse as sp
 import torch
 
 from src.common.errors import DataError
-from src.common.feature_store import ArrayStore, FeatureStore, open_lmdb
+from src.common.data.feature_store import ArrayStore, FeatureStore, open_lmdb
 from src.common.paths import from_root
 
 logger = logging.getLogger(__name__)

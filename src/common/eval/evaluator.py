@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from src.common.metrics import METRICS
+from src.common.eval.metrics import METRICS
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from src.common.config import resolve
-from src.common.dataset import Dataset, load_dataset
+from src.common.recommender import resolve
+from src.common.data.dataset import Dataset, load_dataset
 from src.common.paths import ROOT
 from src.common.trainer import Trainer, peak_rss_mib
 
@@ -129,7 +129,7 @@ def measure_in_subprocess(model: str, dataset: str, scale: int, epochs: int, war
     """Run :func:`measure` in a fresh interpreter so peak memory is the model's own."""
     job = {"model": model, "dataset": dataset, "scale": scale, "epochs": epochs, "warmup": warmup,
            "threads": threads, "overrides": overrides}
-    cmd = [sys.executable, "-c", "import json,sys; from src.bench import _worker; _worker(sys.argv[1])",
+    cmd = [sys.executable, "-c", "import json,sys; from src.common.experiment.bench import _worker; _worker(sys.argv[1])",
            json.dumps(job)]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)

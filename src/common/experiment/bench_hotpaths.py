@@ -11,11 +11,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from src.common import graph
-from src.common.config import resolve
-from src.common.dataset import load_dataset
-from src.common.evaluator import Evaluator
-from src.common.sampler import BPRSampler
+from src.common.nn import graph
+from src.common.recommender import resolve
+from src.common.data.dataset import load_dataset
+from src.common.eval.evaluator import Evaluator
+from src.common.data.sampler import BPRSampler
 
 
 def _time(fn: Callable[[], object], repeat: int = 3) -> float:

@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from src.common.config import ConfigError
-from src.common.dataset import DataError, Dataset
+from src.common.data.dataset import DataError, Dataset
 from src.common.extras import require
 from src.common.paths import ROOT
-from src.common.search import Outcome, Train, Trial, in_process, run_trial
+from src.common.experiment.search import Outcome, Train, Trial, in_process, run_trial
 from src.common.storage import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class RayExecutor:
 
     Uses the Ray instance this process is already connected to, if any (and leaves it running);
     otherwise starts a local one (``address=""``) or connects to ``address``, and :meth:`close`
-    shuts it down. ``train`` replaces :func:`src.common.search.train_one` on the workers (tests
+    shuts it down. ``train`` replaces :func:`src.common.experiment.search.train_one` on the workers (tests
     inject faults with it; it must be picklable by value or importable there).
     """
 

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from src.common.config import EXECUTION_KEYS
-from src.common.paths import from_root
+from src.common.config import EXECUTION_KEYS, default_label
+from src.common.paths import ROOT, from_root
 from src.common.storage import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -124,16 +124,10 @@ def make_record(config, fingerprint: str, run_id: str, result=None, status: str 
     return record
 
 
-def default_label(config) -> str:
-    """Leaderboard row name: the model, prefixed by a non-default item representation."""
-    rep = config.item_representation
-    return config.model if rep == "id" else f"{rep.upper()}-{config.model}"
-
-
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """The project's git commit (``+dirty`` with uncommitted changes), or "" outside a git checkout."""
-    root = Path(__file__).resolve().parents[2]
+    root = ROOT
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
                               capture_output=True, text=True, timeout=10)

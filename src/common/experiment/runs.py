@@ -4,7 +4,7 @@ into a working model again (the ``recommend`` command, notebooks and other tools
     model, dataset, config, record = load_run("LightGCN-3f2a")   # a unique prefix of the id is enough
     top = model.recommend([3, 17, 42], k=10)                     # top.items, top.scores (k columns)
 
-A run folder is ``<results_dir>/<dataset>/<Model>/<run_id>/`` (see :mod:`src.common.results`):
+A run folder is ``<results_dir>/<dataset>/<Model>/<run_id>/`` (see :mod:`src.common.experiment.results`):
 ``config.yaml`` (resolved config), ``model.pt`` (best weights), ``result.json`` (the record).
 Loading re-reads the dataset the config names, checks that it is the data the run was trained on
 (user/item/split counts and a content hash per file — an error says what changed), rebuilds the
@@ -21,13 +21,13 @@ from typing import Any, NamedTuple
 
 import torch
 
-from src.common.config import Config, load_yaml, resolve
-from src.common.dataset import DataError, Dataset, content_changes, load_dataset
-from src.common.evaluator import Evaluator
+from src.common.config import Config, load_yaml
+from src.common.data.dataset import DataError, Dataset, content_changes, load_dataset
+from src.common.eval.evaluator import Evaluator
 from src.common.paths import from_root
-from src.common.recommender import GeneralRecommender
-from src.common.results import ResultsStore
-from src.common.topk import run_topk_path, write_test_topk
+from src.common.recommender import GeneralRecommender, resolve
+from src.common.experiment.results import ResultsStore
+from src.common.eval.topk import run_topk_path, write_test_topk
 from src.common.trainer import build_model, set_threads
 
 logger = logging.getLogger(__name__)

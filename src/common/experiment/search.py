@@ -1,14 +1,14 @@
 """Running a search space: each chosen point (config x seed) once, resumable, recorded by the driver.
 
 The driver expands the space, asks its strategy (``search: grid | random | tpe``, see
-:mod:`src.common.strategies`) for batches of points, skips the runs whose record says *finished*
+:mod:`src.common.experiment.strategies`) for batches of points, skips the runs whose record says *finished*
 (resume after a kill), hands the rest to an executor, writes each record atomically as soon as its
 outcome arrives, and picks the best config by the mean *valid* metric over seeds.
 
 An executor is a callable ``(trials, dataset) -> iterator of (trial, TrainResult | exception)``
 with two attributes: ``parallelism`` (runs it does at once) and ``shared(obj)`` (a handle to
 ``obj`` that trials can call from wherever they run, e.g. the ASHA scheduler). :data:`in_process`
-runs trials one by one here; :class:`src.common.executors.RayExecutor` runs them on Ray and writes
+runs trials one by one here; :class:`src.common.experiment.executors.RayExecutor` runs them on Ray and writes
 the files a worker sends back (checkpoint, log) into the run folder from this process. Records are
 written here only: the driver process is the only writer of the results store.
 """
@@ -26,11 +26,11 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 from tqdm.auto import tqdm
 
 from src.common.config import EXECUTION_KEYS, Config, ConfigError, ConfigSpace, DatasetConfig
-from src.common.dataset import DataError, Dataset, load_dataset
+from src.common.data.dataset import DataError, Dataset, load_dataset
 from src.common.extras import require
 from src.common.recommender import get_model_class
-from src.common.results import ResultsStore, best_per_label, make_record, run_id_for
-from src.common.strategies import Asha, make_strategy
+from src.common.experiment.results import ResultsStore, best_per_label, make_record, run_id_for
+from src.common.experiment.strategies import Asha, make_strategy
 from src.common.trainer import Trainer, TrainResult
 
 logger = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from torch import nn
 
 from src.common.cache import cache_path, content_key, disk_cached
 from src.common.config import ConfigError, register_section
-from src.common.quantize import ProductQuantizer
+from src.common.nn.quantize import ProductQuantizer
 
 logger = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.common.config import resolve
-from src.common.dataset import DataError, Dataset, load_dataset
+from src.common.recommender import resolve
+from src.common.data.dataset import DataError, Dataset, load_dataset
 
 
 def write_dataset(root, name="toy", rows=None, header="userID\titemID\tx_label", features=None):

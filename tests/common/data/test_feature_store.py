@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from src.common.config import resolve
-from src.common.dataset import DataError, load_dataset
-from src.common.feature_store import StoreError, open_lmdb, write_lmdb
+from src.common.recommender import resolve
+from src.common.data.dataset import DataError, load_dataset
+from src.common.data.feature_store import StoreError, open_lmdb, write_lmdb
 from src.common.trainer import Trainer
 from tests.conftest import checkerboard
 

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from src.common.dataset import Dataset
-from src.common.evaluator import Evaluator, degree_buckets, popularity_scores
-from src.common.metrics import METRICS, parse_metric_name
+from src.common.data.dataset import Dataset
+from src.common.eval.evaluator import Evaluator, degree_buckets, popularity_scores
+from src.common.eval.metrics import METRICS, parse_metric_name
 
 
 def test_metrics_on_a_hand_worked_top3_table():

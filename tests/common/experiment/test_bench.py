@@ -1,7 +1,7 @@
 """The benchmark runs (times are not asserted: machines are noisy)."""
 import math
 
-from src.bench import measure, measure_in_subprocess, replicate
+from src.common.experiment.bench import measure, measure_in_subprocess, replicate
 
 from tests.conftest import checkerboard
 

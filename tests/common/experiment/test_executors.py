@@ -4,11 +4,11 @@ import os
 import pytest
 
 from src.common.config import ConfigError
-from src.common.results import ResultsStore
-from src.common.search import run_search, train_one
-from src.common.strategies import Asha
+from src.common.experiment.results import ResultsStore
+from src.common.experiment.search import run_search, train_one
+from src.common.experiment.strategies import Asha
 
-from tests.common.test_search import space
+from tests.common.experiment.test_search import space
 from tests.conftest import checkerboard
 
 ray = pytest.importorskip("ray")
@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def executor():
     """One small local Ray for this module, shut down after it."""
-    from src.common.executors import RayExecutor
+    from src.common.experiment.executors import RayExecutor
 
     ex = RayExecutor(workers=2, cpus_per_trial=1, max_retries=1)
     yield ex
@@ -27,7 +27,7 @@ def executor():
 
 def with_train(executor, train):
     """The same Ray instance, running ``train`` instead of train_one on the workers."""
-    from src.common.executors import RayExecutor
+    from src.common.experiment.executors import RayExecutor
 
     ex = RayExecutor(workers=2, cpus_per_trial=1, max_retries=1, train=train)
     assert not ex._started  # reuses the module's instance
@@ -115,7 +115,7 @@ def test_shared_scheduler_is_one_object_for_all_workers(executor):
 
 
 def test_resources_the_cluster_lacks_are_an_error_not_a_hang(executor):
-    from src.common.executors import RayExecutor
+    from src.common.experiment.executors import RayExecutor
 
     with pytest.raises(ConfigError, match="cpus_per_trial=3.*only 2 CPU"):
         RayExecutor(workers=1, cpus_per_trial=3)

@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from src.common.config import resolve
-from src.common.dataset import DataError, load_dataset
-from src.common.evaluator import Evaluator
-from src.common.recommender import RecommendError
-from src.common.results import ResultsStore, make_record, run_id_for
-from src.common.runs import RunError, ensure_test_topk, find_run, load_run, saved_runs
-from src.common.search import run_search
-from src.common.topk import run_topk_path
+from src.common.data.dataset import DataError, load_dataset
+from src.common.eval.evaluator import Evaluator
+from src.common.recommender import RecommendError, resolve
+from src.common.experiment.results import ResultsStore, make_record, run_id_for
+from src.common.experiment.runs import RunError, ensure_test_topk, find_run, load_run, saved_runs
+from src.common.experiment.search import run_search
+from src.common.eval.topk import run_topk_path
 from src.common.trainer import Trainer, build_model
 
 from tests.conftest import checkerboard

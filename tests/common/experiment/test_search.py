@@ -3,10 +3,11 @@ import json
 
 import pytest
 
-from src.common import search as search_mod
-from src.common.config import ConfigError, resolve
-from src.common.results import ResultsStore, best_per_label, leaderboard, markdown_table
-from src.common.search import run_search
+from src.common.experiment import search as search_mod
+from src.common.config import ConfigError
+from src.common.recommender import resolve
+from src.common.experiment.results import ResultsStore, best_per_label, leaderboard, markdown_table
+from src.common.experiment.search import run_search
 
 from tests.conftest import checkerboard
 

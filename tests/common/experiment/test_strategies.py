@@ -5,13 +5,14 @@ import sys
 
 import pytest
 
-from src.common import search as search_mod
-from src.common.config import ConfigError, resolve
+from src.common.experiment import search as search_mod
+from src.common.config import ConfigError
+from src.common.recommender import resolve
 from src.common.extras import MissingExtra
 from src.common.paths import ROOT
-from src.common.results import ResultsStore
-from src.common.search import run_search
-from src.common.strategies import Asha
+from src.common.experiment.results import ResultsStore
+from src.common.experiment.search import run_search
+from src.common.experiment.strategies import Asha
 from src.common.trainer import Trainer, TrainResult
 
 from tests.conftest import checkerboard
@@ -114,8 +115,8 @@ def test_scheduler_stops_trailing_runs_and_resume_keeps_them_stopped(tmp_path, m
 
 
 def test_default_search_imports_neither_ray_nor_optuna(tmp_path):
-    code = ("import sys; from tests.common.test_strategies import space; from tests.conftest import checkerboard; "
-            "import src.cli.train; from src.common.search import run_search; "
+    code = ("import sys; from tests.common.experiment.test_strategies import space; from tests.conftest import checkerboard; "
+            "import src.cli.train; from src.common.experiment.search import run_search; "
             f"s = run_search(space({str(tmp_path)!r}, reg_weight=0.0, learning_rate=0.01, search='random', "
             "n_trials=1), checkerboard()); assert s.finished == 1; "
             "print(sorted(m for m in ('ray', 'optuna') if m in sys.modules))")
@@ -136,7 +137,7 @@ def keep_logging():
 
 def test_missing_extras_stop_with_one_line_naming_the_package(monkeypatch, capsys, keep_logging):
     from src.cli import main
-    from src.common.executors import RayExecutor
+    from src.common.experiment.executors import RayExecutor
 
     monkeypatch.setitem(sys.modules, "ray", None)     # import ray -> ImportError
     monkeypatch.setitem(sys.modules, "optuna", None)

@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from src.common import graph
+from src.common.nn import graph
 
 
 def test_sym_norm_bipartite_two_users_three_items_entry_by_entry():

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from src.common import item_repr
+from src.common.nn import item_repr
 from src.common.config import ConfigError
-from src.common.dataset import DataError
-from src.common.item_repr import MotorRepresentation, build_item_representation, item_tokens, pq_tokens
+from src.common.data.dataset import DataError
+from src.common.nn.item_repr import MotorRepresentation, build_item_representation, item_tokens, pq_tokens
 
 from tests.conftest import checkerboard, config_for
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from src.common import losses
+from src.common.nn import losses
 
 
 def test_norm_reg_is_unsquared_frobenius_over_rows_of_the_last():

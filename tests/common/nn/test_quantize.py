@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from src.common.quantize import Codebook, ProductQuantizer, ResidualQuantizer, kmeans, nearest
+from src.common.nn.quantize import Codebook, ProductQuantizer, ResidualQuantizer, kmeans, nearest
 
 
 def test_kmeans_recovers_separated_clusters():
@@ -95,7 +95,7 @@ def test_product_quantiser_rejects_indivisible_dimension():
 
 # ----------------------------------------------------------------------------- sparsity KL and the RQ-VAE
 def test_sparsity_kl_is_zero_at_target_usage_and_positive_elsewhere():
-    from src.common.quantize import sparsity_kl
+    from src.common.nn.quantize import sparsity_kl
     rho = 0.25
     assert sparsity_kl(torch.full((4,), rho), rho).abs().item() < 1e-7
     for other in ([0.1, 0.4, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1], [0.0, 0.5, 0.5, 0.0]):
@@ -106,7 +106,7 @@ def test_sparsity_kl_is_zero_at_target_usage_and_positive_elsewhere():
 
 
 def test_soft_code_usage_sums_to_one_and_follows_the_nearest_code():
-    from src.common.quantize import soft_code_usage
+    from src.common.nn.quantize import soft_code_usage
     dist = torch.tensor([[0.0, 100.0, 100.0], [0.0, 100.0, 100.0], [100.0, 0.0, 100.0]])
     usage = soft_code_usage(dist, temperature=1.0)
     torch.testing.assert_close(usage.sum(), torch.tensor(1.0))
@@ -114,7 +114,7 @@ def test_soft_code_usage_sums_to_one_and_follows_the_nearest_code():
 
 
 def test_rqvae_gradients_reach_encoder_decoder_and_codebooks():
-    from src.common.quantize import RQVAE, soft_code_usage, sparsity_kl
+    from src.common.nn.quantize import RQVAE, soft_code_usage, sparsity_kl
     torch.manual_seed(0)
     x = torch.randn(64, 12)
     vae = RQVAE(12, 4, 16, levels=2, size=8)
@@ -136,7 +136,7 @@ def test_rqvae_gradients_reach_encoder_decoder_and_codebooks():
 
 
 def test_rqvae_decode_of_encode_equals_the_quantised_latent_in_eval():
-    from src.common.quantize import RQVAE
+    from src.common.nn.quantize import RQVAE
     torch.manual_seed(1)
     x = torch.randn(50, 6)
     vae = RQVAE(6, 3, 8, levels=3, size=4)

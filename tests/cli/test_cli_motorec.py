@@ -2,7 +2,7 @@
 import numpy as np
 
 from src.common.paths import ROOT
-from tests.test_cli import run
+from tests.cli.test_cli import run
 
 FAST = ["threads=1", "epochs=2", "codebook_size=16", "num_levels=2", "n_layers=1", "score_scale=2.0",
         "hidden_dim=32"]

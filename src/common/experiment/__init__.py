@@ -1,0 +1,1 @@
+"""Running experiments: searches, strategies, executors, the results store, saved runs, benchmarks. May import everything below it (trainer, recommender, data, eval, nn, infrastructure); nothing in src/common imports it."""
