@@ -1,0 +1,340 @@
+"""The benchmark suite: every model's search on every dataset with the same budget, the chosen
+config on several seeds, and one report.
+
+A suite (``src/configs/benchmark.yaml``, or any YAML given with ``--suite``) names, per dataset,
+the models, the search budget and the seeds::
+
+    datasets:
+      scientific:
+        models: [BPR, LightGCN, ...]
+        trials: 8              # configs per model, drawn by random search from its YAML grid
+        seeds: [999, 1, 2]     # the chosen config runs once per seed
+        set: {}                # overrides for every model on this dataset (e.g. an epoch cap)
+
+Each (dataset, model) goes through two phases, both ordinary searches of the results store, so a
+killed suite resumes where it stopped and a finished run is never trained twice:
+
+1. **search** — ``search: random`` with ``n_trials: trials`` over the model's ``hyper_parameters``
+   grid, on the first seed only (a grid smaller than ``trials`` is run whole; the report says how
+   many configs each model got);
+2. **seeds** — the config with the best *valid* metric, pinned, on every seed (its first-seed run
+   is the search's, reused).
+
+The report (:func:`write_report`) is a markdown + CSV table per dataset — mean ± std over seeds,
+95% confidence interval, significance marks from a paired test over test users, best config,
+s/epoch, time to the best epoch, budget — a PNG per dataset and an index page linking them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from src.common.config import ConfigError, coerce, load_yaml
+from src.common.paths import CONFIG_DIR, from_root
+from src.common.recommender import model_names, resolve
+from src.common.storage import atomic_write_json, atomic_write_text
+from src.common.experiment.results import ResultsStore, best_per_label, group_by_config, markdown_table
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SUITE = CONFIG_DIR / "benchmark.yaml"
+#: test metrics of the report, overall and per view
+REPORT_METRICS = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
+#: columns of the figure: (metric key, title)
+FIGURE_METRICS = [("recall@20", "Recall@20"), ("cold/ndcg@20", "cold NDCG@20")]
+
+
+@dataclass
+class DatasetSuite:
+    """What the suite runs on one dataset (keys of ``datasets.<name>`` in the suite YAML)."""
+
+    models: list[str]
+    trials: int = 8
+    seeds: list[int] = field(default_factory=lambda: [999, 1, 2])
+    set: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    def __post_init__(self):
+        if self.trials < 1:
+            raise ValueError(f"trials must be >= 1, got {self.trials}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct ints, got {self.seeds}")
+        if not self.models:
+            raise ValueError("models must name at least one model")
+
+
+@dataclass
+class Suite:
+    datasets: dict[str, DatasetSuite]
+    cold_share: float = 0.0          # > 0: also a strict item cold-start variant of each dataset
+    source: str = ""
+
+
+def load_suite(path: str | Path | None = None, models: list[str] | None = None,
+               datasets: list[str] | None = None, n_seeds: int | None = None,
+               trials: int | None = None, cold_share: float | None = None) -> Suite:
+    """The suite of ``path`` (default ``src/configs/benchmark.yaml``), narrowed or changed by the
+    command line: ``models`` (``["all"]`` = every registered model), ``datasets`` (each needs an
+    entry in the suite, or takes the first entry's settings), ``n_seeds`` (the first N seeds of
+    999, 1, 2, 3, ...), ``trials``."""
+    path = Path(path) if path else DEFAULT_SUITE
+    if not path.exists():
+        raise ConfigError(f"{path}: no such suite file")
+    raw = load_yaml(path)
+    where = str(path)
+    unknown = set(raw) - {"datasets", "cold_share"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; a suite has datasets and cold_share")
+    entries = raw.get("datasets") or {}
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"{where}: datasets must map dataset names to their settings")
+    keys = {f.name: f.type for f in dataclasses.fields(DatasetSuite)}
+    parsed: dict[str, DatasetSuite] = {}
+    for name, values in entries.items():
+        values = dict(values or {})
+        bad = set(values) - set(keys)
+        if bad:
+            raise ConfigError(f"{where}: datasets.{name}: unknown key(s) {sorted(bad)}; "
+                              f"expected {sorted(keys)}")
+        hints = {"models": list[str], "trials": int, "seeds": list[int], "set": dict[str, Any], "note": str}
+        kwargs = {k: coerce(v, hints[k], f"{where}: datasets.{name}.{k}") for k, v in values.items()}
+        try:
+            parsed[name] = DatasetSuite(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: datasets.{name}: {e}") from None
+    if datasets:
+        template = next(iter(parsed.values()))
+        parsed = {d: parsed.get(d, dataclasses.replace(template, set=dict(template.set))) for d in datasets}
+    known = model_names()
+    for name, entry in parsed.items():
+        if models:
+            entry.models = known if [m.lower() for m in models] == ["all"] else list(models)
+        lower = {m.lower(): m for m in known}
+        missing = [m for m in entry.models if m.lower() not in lower]
+        if missing:
+            raise ConfigError(f"{where}: datasets.{name}.models: unknown model(s) {missing}; known: {known}")
+        entry.models = [lower[m.lower()] for m in entry.models]
+        if n_seeds is not None:
+            if n_seeds < 1:
+                raise ConfigError(f"--seeds must be >= 1, got {n_seeds}")
+            base = entry.seeds + [s for s in range(1, 1000) if s not in entry.seeds]
+            entry.seeds = base[:n_seeds]
+        if trials is not None:
+            if trials < 1:
+                raise ConfigError(f"--trials must be >= 1, got {trials}")
+            entry.trials = trials
+    share = float(raw.get("cold_share", 0.0) if cold_share is None else cold_share)
+    if not 0.0 <= share < 1.0:
+        raise ConfigError(f"{where}: cold_share must be in [0, 1), got {share}")
+    return Suite(parsed, share, where)
+
+
+# ----------------------------------------------------------------------------- running
+@dataclass
+class Phase:
+    dataset: str
+    model: str
+    phase: str          # "search" | "seeds"
+    seconds: float
+    finished: int
+    failed: int
+    skipped: int
+
+
+@dataclass
+class SuiteRun:
+    phases: list[Phase] = field(default_factory=list)
+    budgets: dict[tuple[str, str], str] = field(default_factory=dict)   # (dataset, model) -> text
+    errors: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def seconds(self, dataset: str) -> float:
+        return sum(p.seconds for p in self.phases if p.dataset == dataset)
+
+
+def search_overrides(entry: DatasetSuite, extra: dict[str, Any]) -> dict[str, Any]:
+    """Overrides of a model's search phase on one dataset."""
+    return {**entry.set, **extra, "search": "random", "n_trials": entry.trials, "seed": entry.seeds[0]}
+
+
+def run_dataset(name: str, entry: DatasetSuite, extra: dict[str, Any], executor, force: bool,
+                run: SuiteRun, search: Callable) -> None:
+    """Both phases of every model of ``entry`` on dataset ``name``; ``search`` is
+    :func:`src.common.experiment.search.run_search` (passed in so tests can count calls)."""
+    from src.common.data.dataset import load_dataset
+    from src.common.errors import DataError
+
+    dataset = None
+    for model in entry.models:
+        try:
+            space = resolve(model, name, search_overrides(entry, extra))
+        except ConfigError as e:
+            run.errors[(name, model)] = str(e)
+            logger.error("%s on %s: %s", model, name, e)
+            continue
+        if dataset is None:
+            dataset = load_dataset(space.first())
+        n = min(entry.trials, space.n_points)
+        run.budgets[(name, model)] = (f"{n} of {space.n_points} configs ({', '.join(space.grid) or 'no grid'}) "
+                                      f"x seed {entry.seeds[0]}, best x {len(entry.seeds)} seeds")
+        t0 = time.perf_counter()
+        try:
+            summary = search(space, dataset, executor=executor, force=force)
+        except DataError as e:   # e.g. a multimodal model on a dataset without features
+            run.errors[(name, model)] = str(e)
+            logger.error("%s on %s: %s", model, name, e)
+            continue
+        run.phases.append(Phase(name, model, "search", time.perf_counter() - t0, summary.finished,
+                                summary.failed, summary.skipped))
+        if not summary.best:
+            run.errors[(name, model)] = "no search run finished"
+            continue
+        point = {k: summary.best[0]["config"][k] for k in space.grid}
+        # the swept keys pinned to the chosen point: same configs (and run ids) as the search's
+        seeds_space = resolve(model, name, {**search_overrides(entry, extra), **point, "seed": list(entry.seeds)})
+        t0 = time.perf_counter()
+        summary = search(seeds_space, dataset, executor=executor, force=False)
+        run.phases.append(Phase(name, model, "seeds", time.perf_counter() - t0, summary.finished,
+                                summary.failed, summary.skipped))
+
+
+def chosen_runs(records: list[dict[str, Any]], entry: DatasetSuite) -> dict[str, list[dict[str, Any]]]:
+    """Per model label, the seeds of its best config by valid metric among the configs that ran on
+    every suite seed (the seeds phase); falls back to the best config overall."""
+    seeds = set(entry.seeds)
+    complete = [r for runs in group_by_config(records).values() if seeds <= {r["seed"] for r in runs}
+                for r in runs if r["seed"] in seeds]
+    out = {}
+    for label, runs in best_per_label(complete).items():
+        out[label] = runs
+    for label, runs in best_per_label(records).items():   # a model whose seeds phase has not run yet
+        out.setdefault(label, runs)
+    return {m: out[m] for m in entry.models if m in out}
+
+
+# ----------------------------------------------------------------------------- report
+def time_to_best(record: dict[str, Any]) -> float:
+    """Seconds of training until the best epoch (epochs up to it x seconds per epoch)."""
+    return float((record.get("best_epoch", 0) + 1) * record.get("seconds_per_epoch", float("nan")))
+
+
+def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], run: SuiteRun,
+                  dataset: str, significance: Callable | None) -> pd.DataFrame:
+    """One row per model: means ± std over seeds, CI, marks (via ``significance``), config, speed."""
+    if significance is not None:
+        df = significance(chosen, store, REPORT_METRICS)
+    else:
+        from src.common.experiment.results import summarise
+        df = pd.DataFrame([summarise(runs, REPORT_METRICS) for runs in chosen.values()])
+    if df.empty:
+        return df
+    extra = []
+    for label, runs in chosen.items():
+        extra.append({"model": label,
+                      "time to best s": float(np.mean([time_to_best(r) for r in runs])),
+                      "epochs cap": runs[0]["config"].get("epochs"),
+                      "budget": run.budgets.get((dataset, runs[0]["model"]), "(from the store)")})
+    df = df.merge(pd.DataFrame(extra), on="model", how="left")
+    if "recall@20" in df:
+        df = df.sort_values("recall@20", ascending=False, kind="stable").reset_index(drop=True)
+    return df
+
+
+def plot_dataset(df: pd.DataFrame, chosen: dict[str, list[dict[str, Any]]], path: Path, title: str) -> Path:
+    """Bars with error bars (std over seeds) of each model's test Recall@20 and cold NDCG@20."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from src.common.storage import atomic_write
+
+    labels = list(df["model"])
+    fig, axes = plt.subplots(1, len(FIGURE_METRICS), figsize=(5.5 * len(FIGURE_METRICS), 0.45 * len(labels) + 1.8),
+                             squeeze=False)
+    for ax, (key, name) in zip(axes[0], FIGURE_METRICS):
+        means, stds = [], []
+        for label in labels:
+            values = [r["test"].get(key, np.nan) for r in chosen[label]]
+            means.append(np.mean(values))
+            stds.append(np.std(values) if len(values) > 1 else 0.0)
+        y = np.arange(len(labels))
+        ax.barh(y, means, xerr=stds, capsize=3, color="#4c72b0")
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"test {name} (mean ± std over seeds)")
+        ax.grid(axis="x", alpha=0.3)
+        for yi, (m, s) in enumerate(zip(means, stds)):
+            if np.isfinite(m):
+                ax.text(m + s, yi, f" {m:.4f}", va="center", fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
+    plt.close(fig)
+    return out
+
+
+SHOWN = ["model", "seeds", "recall@20", "ndcg@20", "cold/recall@20", "cold/ndcg@20", "zero/recall@20",
+         "zero/ndcg@20", "config", "s/epoch", "time to best s", "params"]
+
+
+def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Path,
+                 datasets: dict[str, tuple[str, DatasetSuite]], significance: Callable | None = None,
+                 marks_note: str = "") -> Path:
+    """Tables, figures and an index for every dataset of the suite; returns the index path.
+
+    ``datasets`` maps a dataset name to (its title in the report, its suite entry); ``extra`` are
+    the command line's overrides (results_dir, data_path, ...)."""
+    from src.common.data.dataset import dataset_files, fingerprint_files
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = ["# Benchmark report", "",
+             f"Suite: `{suite.source}`. Each model: random search over its YAML grid with the budget "
+             "shown, on the first seed; the best config by **valid** Recall@20 then on every seed; "
+             "test metrics of that config, mean ± std over seeds. Test ranking masks each user's "
+             "train and valid items (`test_mask`, see README).", ""]
+    for name, (title, entry) in datasets.items():
+        config = resolve(None, name, extra).first()
+        store = ResultsStore(config.results_dir, name)
+        fingerprint = fingerprint_files(dataset_files(config).sources)
+        records = [r for r in store.records(fingerprint) if r["label"] in entry.models]
+        chosen = chosen_runs(records, entry)
+        df = dataset_table(store, chosen, run, name, significance)
+        if df.empty:
+            index += [f"## {title}", "", "no finished runs", ""]
+            continue
+        csv = atomic_write_text(out_dir / f"{name}.csv", df.to_csv(index=False))
+        shown = df[[c for c in df.columns if c in SHOWN or c.endswith(" std") or " ci" in c
+                    or c.endswith(" mark")]]
+        png = plot_dataset(df, chosen, out_dir / f"{name}.png", f"{title}: test metrics by model")
+        md_lines = [f"# {title}", "",
+                    f"{entry.note}".strip(), "",
+                    f"Wall time of this dataset's part in the last suite command: "
+                    f"{run.seconds(name) / 60:.1f} min (runs already in the store are not re-timed).", "",
+                    _md(shown), "", marks_note, "", "Budget per model:", ""]
+        md_lines += [f"- {row['model']}: {row['budget']}; epochs ≤ {row['epochs cap']}" for _, row in df.iterrows()]
+        errors = [f"- {m}: {e}" for (d, m), e in run.errors.items() if d == name]
+        if errors:
+            md_lines += ["", "Not run:", "", *errors]
+        md_lines += ["", f"![{title}]({png.name})", "", f"CSV: [{csv.name}]({csv.name})"]
+        md = atomic_write_text(out_dir / f"{name}.md", "\n".join(md_lines) + "\n")
+        index += [f"## {title}", "", f"[table]({md.name}) · [CSV]({csv.name}) · [figure]({png.name})", "",
+                  _md(shown[[c for c in shown.columns if c in ("model", "seeds", "recall@20", "ndcg@20",
+                                                               "cold/ndcg@20", "zero/recall@20")
+                             or c.endswith(" std") and c.split(" ")[0] in ("recall@20", "ndcg@20", "cold/ndcg@20")
+                             or c.endswith(" mark") and c.split(" ")[0] in ("recall@20", "ndcg@20", "cold/ndcg@20")]]),
+                  ""]
+    if marks_note:
+        index += [marks_note, ""]
+    path = atomic_write_text(out_dir / "index.md", "\n".join(index) + "\n")
+    atomic_write_json(out_dir / "phases.json", [dataclasses.asdict(p) for p in run.phases])
+    return path
+
+
+def _md(df: pd.DataFrame) -> str:
+    return markdown_table(df)

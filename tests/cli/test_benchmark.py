@@ -1,0 +1,103 @@
+"""The benchmark suite end to end on a tiny dataset written in the test: both phases, the equal
+budget, the report files, resume after the fact, and the strict item cold-start variant."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.common.config import ConfigError
+from src.common.experiment import benchmark as bm
+from tests.cli.test_cli import run
+
+
+def write_world(root, name="tiny", n_users=30, n_items=24, per_user=8, dims=8, seed=0):
+    """Even users like even items, odd users odd items (as ``checkerboard``), written as files;
+    the features encode the item's parity plus noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        items = rng.choice(np.arange(u % 2, n_items, 2), size=per_user, replace=False)
+        rows += [(u, int(i), 2 if j == per_user - 1 else 1 if j == per_user - 2 else 0, j)
+                 for j, i in enumerate(items)]
+    folder = root / name
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows, columns=["userID", "itemID", "x_label", "timestamp"]).to_csv(
+        folder / f"{name}.inter", sep="\t", index=False)
+    parity = (np.arange(n_items) % 2).astype(np.float32)
+    for k, m in enumerate(("image", "text")):
+        f = rng.normal(0, 0.3, size=(n_items, dims)).astype(np.float32)
+        f[:, k] += 2 * parity - 1
+        np.save(folder / f"{m}_feat.npy", f)
+    (folder / f"{name}.yaml").write_text("feature_files: {image: image_feat.npy, text: text_feat.npy}\n")
+    return folder
+
+
+def write_suite(path, trials=2, seeds=(1, 2)):
+    path.write_text(
+        "datasets:\n  tiny:\n    models: [BPR, LightGCN]\n"
+        f"    trials: {trials}\n    seeds: {list(seeds)}\n"
+        "    set: {epochs: 3, embedding_size: 8, eval_batch_size: 64, train_batch_size: 64}\n")
+    return path
+
+
+@pytest.fixture
+def world(tmp_path):
+    write_world(tmp_path / "data")
+    suite = write_suite(tmp_path / "suite.yaml")
+    common = ["--suite", str(suite), "--no-progress", "--out", str(tmp_path / "report"), "--set",
+              f"data_path={tmp_path / 'data'}", f"results_dir={tmp_path / 'saved'}", "threads=1",
+              f"cache_dir={tmp_path / 'cache'}"]
+    return tmp_path, common
+
+
+def test_suite_runs_both_phases_writes_the_report_and_resumes(world):
+    tmp, common = world
+    out = run("benchmark", *common)
+    assert out.returncode == 0, out.stderr[-3000:]
+    phases = json.loads((tmp / "report" / "phases.json").read_text())
+    search = {p["model"]: p for p in phases if p["phase"] == "search"}
+    seeds = {p["model"]: p for p in phases if p["phase"] == "seeds"}
+    # the same budget: 2 configs on the first seed; then the best one on seed 2 (seed 1 reused)
+    assert search["BPR"]["finished"] == search["LightGCN"]["finished"] == 2
+    assert seeds["BPR"]["finished"] == seeds["LightGCN"]["finished"] == 1
+    assert seeds["BPR"]["skipped"] == 1
+    table = pd.read_csv(tmp / "report" / "tiny.csv")
+    assert sorted(table["model"]) == ["BPR", "LightGCN"] and (table["seeds"] == 2).all()
+    assert (table["recall@20"] > 0).all() and table["time to best s"].notna().all()
+    for f in ("index.md", "tiny.md", "tiny.png"):
+        assert (tmp / "report" / f).stat().st_size > 0
+    assert "tiny.md" in (tmp / "report" / "index.md").read_text()
+    # a second run trains nothing: every run is in the store
+    again = run("benchmark", *common)
+    assert again.returncode == 0, again.stderr[-3000:]
+    phases = json.loads((tmp / "report" / "phases.json").read_text())
+    assert sum(p["finished"] for p in phases) == 0 and sum(p["skipped"] for p in phases) == 8
+
+
+def test_cold_variant_holds_items_out_of_training(world):
+    tmp, common = world
+    out = run("benchmark", *common, "-m", "LightGCN", "--cold", "0.25", "--trials", "1", "--seeds", "1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    inter = pd.read_csv(tmp / "data" / "tiny_cold" / "tiny_cold.inter", sep="\t")
+    train_items = set(inter.loc[inter.x_label == 0, "itemID"])
+    held = set(inter.itemID) - train_items
+    assert len(held) == 6   # 25% of 24 items, none of them in train
+    assert set(inter.loc[inter.itemID.isin(held), "x_label"]) <= {1, 2}
+    table = pd.read_csv(tmp / "report" / "tiny_cold.csv")
+    assert "zero/recall@20" in table   # the held-out items' own view
+
+
+def test_suite_file_errors_name_the_key(tmp_path):
+    bad = tmp_path / "suite.yaml"
+    bad.write_text("datasets:\n  tiny:\n    models: [BPR]\n    trails: 3\n")
+    with pytest.raises(ConfigError, match=r"datasets.tiny: unknown key\(s\) \['trails'\]"):
+        bm.load_suite(bad)
+    bad.write_text("datasets:\n  tiny:\n    models: [NoSuchModel]\n")
+    with pytest.raises(ConfigError, match="unknown model"):
+        bm.load_suite(bad)
+    suite = bm.load_suite(write_suite(tmp_path / "ok.yaml"), models=["all"], n_seeds=3, trials=5)
+    entry = suite.datasets["tiny"]
+    assert entry.seeds == [1, 2, 3] and entry.trials == 5 and "MoToRec" in entry.models
