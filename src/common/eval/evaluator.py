@@ -83,7 +83,10 @@ class Evaluator:
 
         ``score_fn(users)`` must return (len(users), n_items) scores for a LongTensor of users; the
         evaluator masks a fresh result in place (a view, e.g. of a cached tensor, is copied first).
-        With ``return_per_user`` also returns ``{metric: (n_users_in_split,) array}`` for 'all'.
+        With ``return_per_user`` also returns the per-user values behind every average, one flat dict:
+        ``users`` (the split's users, ascending) and ``recall@20``, ... aligned with it, and per view
+        ``cold/users`` (the users counted in that view) with ``cold/recall@20``, ... aligned with those;
+        the mean of ``key`` over its users is the returned ``key``.
         """
         target, mask = self.targets[split], self.masks[split]
         users = self.split_users(split)
@@ -114,12 +117,14 @@ class Evaluator:
                 hits, n_rel = hits[keep].float(), n_rel[keep]
                 prefix = f"{view}/" if view else ""
                 counts[prefix] = counts.get(prefix, 0) + int(keep.sum())
+                if return_per_user:
+                    per_user.setdefault(f"{prefix}users", []).append(batch[keep.cpu().numpy()])
                 for name in self.metrics:
                     for k in self.topk:
                         values = METRICS[name](hits, n_rel, min(k, max_k))
                         key = f"{prefix}{name}@{k}"
                         sums[key] = sums.get(key, 0.0) + float(values.sum())
-                        if return_per_user and not view:
+                        if return_per_user:
                             per_user.setdefault(key, []).append(values.cpu().numpy())
         result = {}
         for key, total in sums.items():

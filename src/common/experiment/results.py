@@ -5,6 +5,7 @@ Layout, one folder per finished (or failed) run, under ``<results_dir>/<dataset>
     <Model>/<run_id>/config.yaml   the fully resolved config
                      result.json   the record (written last, atomically: its presence = finished)
                      model.pt      the best checkpoint
+                     per_user.npz  per-user test metrics (src.common.eval.per_user)
                      run.log       the run's log
 
 ``run_id`` is a hash of the config and the dataset's content, so the same command finds the runs
