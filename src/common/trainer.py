@@ -144,11 +144,12 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.model = model if model is not None else build_model(config, dataset)
         self.evaluator = evaluator or Evaluator(dataset, config.metrics, config.topk,
-                                                config.eval_batch_size, self.device)
+                                                config.eval_batch_size, self.device, test_mask=config.test_mask)
         # the single test evaluation also reports items grouped by train degree (deg0/, deg1-4/, ...)
         self.test_evaluator = evaluator or Evaluator(dataset, config.metrics, config.topk, config.eval_batch_size,
                                         self.device, views={**default_views(dataset),
-                                                            **degree_buckets(dataset.item_degree)})
+                                                            **degree_buckets(dataset.item_degree)},
+                                        test_mask=config.test_mask)
         self.optimizer = adam(self.model.parameters(), config.learning_rate, config.weight_decay)
         self.sampler = BPRSampler(dataset.train.users, dataset.train.items, dataset.n_items,
                                   config.train_batch_size, seed=config.seed, device=self.device)
