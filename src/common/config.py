@@ -45,6 +45,9 @@ class UndeclaredKey(ConfigError, KeyError):
 
 
 # ----------------------------------------------------------------------------- schema sections
+DEFAULT_TEST_MASK = "train+valid"   # items masked when ranking for the test split (RunConfig.test_mask)
+
+
 @dataclass
 class RunConfig:
     """Keys shared by every run (``src/configs/overall.yaml``)."""
@@ -67,6 +70,7 @@ class RunConfig:
     metrics: list[str] = field(default_factory=lambda: ["recall", "ndcg", "precision", "map", "hit"])
     topk: list[int] = field(default_factory=lambda: [10, 20, 50])
     cold_threshold: int = 10             # items with fewer train interactions are cold
+    test_mask: Literal["train+valid", "train"] = DEFAULT_TEST_MASK  # items not ranked at test (train: MMRec's)
     hyper_parameters: list[str] = field(default_factory=list)
     results_dir: str = "saved"           # relative to the repository root
     cache_dir: str = "cache"             # relative to the repository root
@@ -129,6 +133,11 @@ class SearchConfig:
         address = self.ray_address
         if address and address != "auto" and not address.startswith("ray://") and ":" not in address:
             raise ValueError(f"ray_address must be auto, ray://host:port or host:port, got {address!r}")
+
+
+def test_mask_of(config: Mapping[str, Any]) -> str:
+    """The test mask of a (recorded) config; records from before the key existed used the default."""
+    return config.get("test_mask", DEFAULT_TEST_MASK)
 
 
 #: keys that decide how and where runs execute, not what a run computes: left out of the run id
@@ -356,6 +365,8 @@ class Config(Mapping):
     def identity(self) -> str:
         """A hash of every value that changes what a run computes (not its bookkeeping)."""
         ignored = EXECUTION_KEYS | {"label", "hyper_parameters", "save_checkpoint", "save_topk"}
+        if self._values.get("test_mask", DEFAULT_TEST_MASK) == DEFAULT_TEST_MASK:
+            ignored = ignored | {"test_mask"}   # runs from before the key existed keep their ids
         for section in _SECTIONS.values():
             if hasattr(section, "inactive_keys"):
                 ignored = ignored | section.inactive_keys(self._values)

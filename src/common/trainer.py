@@ -1,5 +1,6 @@
 """Training one configuration: seeds, device, Adam, epochs, early stopping on the valid metric,
-the best checkpoint, the final (single) test evaluation and, with ``save_topk``, the test-time
+the best checkpoint, the final (single) test evaluation with its per-user values (``per_user.npz``,
+see :mod:`src.common.eval.per_user`) and, with ``save_topk``, the test-time
 top-K lists that let anyone recompute the test metrics.
 
 Model selection uses the valid split only; the test split is scored once, from the best state.
@@ -25,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from src.common.eval.evaluator import Evaluator, default_views, degree_buckets
+from src.common.eval.per_user import write_per_user
 from src.common.recommender import get_model_class, resolve_device
 from src.common.data.sampler import BPRSampler
 from src.common.config import default_label
@@ -142,11 +144,12 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.model = model if model is not None else build_model(config, dataset)
         self.evaluator = evaluator or Evaluator(dataset, config.metrics, config.topk,
-                                                config.eval_batch_size, self.device)
+                                                config.eval_batch_size, self.device, test_mask=config.test_mask)
         # the single test evaluation also reports items grouped by train degree (deg0/, deg1-4/, ...)
         self.test_evaluator = evaluator or Evaluator(dataset, config.metrics, config.topk, config.eval_batch_size,
                                         self.device, views={**default_views(dataset),
-                                                            **degree_buckets(dataset.item_degree)})
+                                                            **degree_buckets(dataset.item_degree)},
+                                        test_mask=config.test_mask)
         self.optimizer = adam(self.model.parameters(), config.learning_rate, config.weight_decay)
         self.sampler = BPRSampler(dataset.train.users, dataset.train.items, dataset.n_items,
                                   config.train_batch_size, seed=config.seed, device=self.device)
@@ -177,11 +180,11 @@ class Trainer:
             n_batches += 1
         return {k: v / n_batches for k, v in totals.items()}
 
-    def evaluate(self, split: str) -> dict[str, float]:
+    def evaluate(self, split: str, return_per_user: bool = False):
         evaluator = self.test_evaluator if split == "test" else self.evaluator
         self.model.eval()
         with torch.no_grad():
-            return evaluator.evaluate(self.model.full_sort_predict, split)
+            return evaluator.evaluate(self.model.full_sort_predict, split, return_per_user=return_per_user)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
@@ -240,7 +243,11 @@ class Trainer:
         if best_state is not None:
             self.model.load_state_dict(best_state)
         t1 = time.perf_counter()
-        test = self.evaluate("test")
+        if self.run_dir is not None:   # keep the per-user values too: paired tests between runs
+            test, per_user = self.evaluate("test", return_per_user=True)
+            write_per_user(self.run_dir, per_user)
+        else:
+            test = self.evaluate("test")
         eval_times.append(time.perf_counter() - t1)
         if self.run_dir is not None and self.config.save_checkpoint:
             atomic_torch_save(self.model.state_dict(), Path(self.run_dir) / "model.pt")

@@ -1,7 +1,8 @@
 """Full-ranking evaluation over all items, with item *views* for cold-start reporting.
 
 For the valid split the user's train items are masked; for the test split train + valid items are
-masked. Users are scored in batches; masking is sparse index assignment, top-k is ``torch.topk``
+masked (``test_mask="train+valid"``, the default) or only train items (``test_mask="train"``, MMRec's
+protocol: a user's valid items stay ranked candidates at test time, non-relevant ones). Users are scored in batches; masking is sparse index assignment, top-k is ``torch.topk``
 and hits are gathered from a dense relevance block of the batch — no Python loop over users.
 
 Views restrict the relevant items (not the ranking) to a subset of items: ``cold`` = test
@@ -52,7 +53,8 @@ class Evaluator:
     """Scores a split of a dataset: ``evaluate(score_fn, 'valid' | 'test') -> {metric: value}``."""
 
     def __init__(self, dataset, metrics: list[str], topk: list[int], batch_size: int = 4096,
-                 device: torch.device | str = "cpu", views: Mapping[str, np.ndarray] | None = None):
+                 device: torch.device | str = "cpu", views: Mapping[str, np.ndarray] | None = None,
+                 test_mask: str = "train+valid"):
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
@@ -68,7 +70,9 @@ class Evaluator:
         valid = dataset.valid.matrix(n_u, n_i)
         test = dataset.test.matrix(n_u, n_i)
         self.targets = {"valid": valid, "test": test}
-        self.masks = {"valid": train, "test": (train + valid).tocsr()}
+        if test_mask not in ("train+valid", "train"):
+            raise ValueError(f"test_mask must be train+valid or train, got {test_mask!r}")
+        self.masks = {"valid": train, "test": (train + valid).tocsr() if test_mask == "train+valid" else train}
         # relevant items per user and view, once: (n_users,) counts from a sparse mat-vec
         self.n_relevant = {split: {"": np.diff(t.indptr).astype(np.float32),
                                    **{v: t @ np.asarray(m, dtype=np.float32) for v, m in views.items()}}
@@ -83,7 +87,10 @@ class Evaluator:
 
         ``score_fn(users)`` must return (len(users), n_items) scores for a LongTensor of users; the
         evaluator masks a fresh result in place (a view, e.g. of a cached tensor, is copied first).
-        With ``return_per_user`` also returns ``{metric: (n_users_in_split,) array}`` for 'all'.
+        With ``return_per_user`` also returns the per-user values behind every average, one flat dict:
+        ``users`` (the split's users, ascending) and ``recall@20``, ... aligned with it, and per view
+        ``cold/users`` (the users counted in that view) with ``cold/recall@20``, ... aligned with those;
+        the mean of ``key`` over its users is the returned ``key``.
         """
         target, mask = self.targets[split], self.masks[split]
         users = self.split_users(split)
@@ -114,12 +121,14 @@ class Evaluator:
                 hits, n_rel = hits[keep].float(), n_rel[keep]
                 prefix = f"{view}/" if view else ""
                 counts[prefix] = counts.get(prefix, 0) + int(keep.sum())
+                if return_per_user:
+                    per_user.setdefault(f"{prefix}users", []).append(batch[keep.cpu().numpy()])
                 for name in self.metrics:
                     for k in self.topk:
                         values = METRICS[name](hits, n_rel, min(k, max_k))
                         key = f"{prefix}{name}@{k}"
                         sums[key] = sums.get(key, 0.0) + float(values.sum())
-                        if return_per_user and not view:
+                        if return_per_user:
                             per_user.setdefault(key, []).append(values.cpu().numpy())
         result = {}
         for key, total in sums.items():

@@ -11,7 +11,7 @@ What travels where:
 - on a cluster the code travels with the job (``runtime_env.working_dir`` = this repository
   without ``data/``, ``saved/``, ``cache/`` and ``.git``); each node needs only the Python packages;
 - a worker trains in a private temporary folder and returns the TrainResult plus the bytes of the
-  files the trainer wrote there (``model.pt``, ``run.log``); the driver writes them into the run
+  files the trainer wrote there (``model.pt``, ``per_user.npz``, ``run.log``); the driver writes them into the run
   folder of the results store. No folder is shared between nodes and the driver stays the only
   writer of the store.
 

@@ -5,6 +5,7 @@ Layout, one folder per finished (or failed) run, under ``<results_dir>/<dataset>
     <Model>/<run_id>/config.yaml   the fully resolved config
                      result.json   the record (written last, atomically: its presence = finished)
                      model.pt      the best checkpoint
+                     per_user.npz  per-user test metrics (src.common.eval.per_user)
                      run.log       the run's log
 
 ``run_id`` is a hash of the config and the dataset's content, so the same command finds the runs
@@ -30,13 +31,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from src.common.config import EXECUTION_KEYS, default_label
+from src.common.config import EXECUTION_KEYS, default_label, test_mask_of
+from src.common.eval.per_user import load_per_user
+from src.common.experiment.stats import ALPHA, seed_average, seed_summary, tie_marks
 from src.common.paths import ROOT, from_root
 from src.common.storage import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 LEADERBOARD_METRICS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
+#: per-column companions of a metric column ``c`` in a leaderboard frame (folded into ``c``'s cell)
+COMPANIONS = (" std", " ci_low", " ci_high", " p", " mark")
 
 
 def run_id_for(config, fingerprint: str) -> str:
@@ -154,6 +159,7 @@ def group_by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[
     for r in records:
         cfg = {k: v for k, v in r["config"].items()
                if k not in ("seed", "save_checkpoint", "save_topk") and k not in EXECUTION_KEYS}
+        cfg["test_mask"] = test_mask_of(r["config"])   # records from before the key: the default
         key = (r["label"], json.dumps(cfg, sort_keys=True, default=str))
         groups.setdefault(key, []).append(r)
     return groups
@@ -171,7 +177,8 @@ def best_per_label(records: list[dict[str, Any]], valid_metric: str | None = Non
 
 
 def summarise(runs: list[dict[str, Any]], metrics: list[str]) -> dict[str, Any]:
-    """Mean and std over the seeds of one config, for the given test metrics and views."""
+    """Mean, sample std and 95% t interval over the seeds of one config, for the given test metrics
+    and views (std and interval with two seeds or more)."""
     row: dict[str, Any] = {"model": runs[0]["label"], "seeds": len(runs)}
     key = runs[0]["config"]["valid_metric"]
     row[f"valid {key}"] = float(np.mean([r["valid"].get(key, np.nan) for r in runs]))
@@ -180,9 +187,11 @@ def summarise(runs: list[dict[str, Any]], metrics: list[str]) -> dict[str, Any]:
             values = [r["test"].get(prefix + m) for r in runs]
             if any(v is None for v in values):
                 continue
-            row[prefix + m] = float(np.mean(values))
+            summary = seed_summary(values)
+            row[prefix + m] = summary.mean
             if len(runs) > 1:
-                row[prefix + m + " std"] = float(np.std(values))
+                row[prefix + m + " std"] = summary.std
+                row[prefix + m + " ci_low"], row[prefix + m + " ci_high"] = summary.ci_low, summary.ci_high
     row["params"] = runs[0].get("n_parameters")
     row["s/epoch"] = float(np.mean([r.get("seconds_per_epoch", np.nan) for r in runs]))
     row["best epoch"] = runs[0].get("best_epoch")
@@ -194,9 +203,7 @@ def summarise(runs: list[dict[str, Any]], metrics: list[str]) -> dict[str, Any]:
 def leaderboard(records: list[dict[str, Any]], metrics: list[str] = LEADERBOARD_METRICS,
                 models: list[str] | None = None, sort_by: str = "recall@20") -> pd.DataFrame:
     """One row per model label (its best config by valid metric), test metrics overall and cold."""
-    if models:
-        wanted = {m.lower() for m in models}
-        records = [r for r in records if r["label"].lower() in wanted or r["model"].lower() in wanted]
+    records = _of_models(records, models)
     rows = [summarise(runs, metrics) for runs in best_per_label(records).values()]
     if not rows:
         return pd.DataFrame()
@@ -206,11 +213,12 @@ def leaderboard(records: list[dict[str, Any]], metrics: list[str] = LEADERBOARD_
     return df.reset_index(drop=True)
 
 
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f", with_std: bool = True) -> str:
-    """A GitHub markdown table; ``x std`` columns are folded into ``x`` as ``mean ± std``."""
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f", with_std: bool = True, with_ci: bool = True) -> str:
+    """A GitHub markdown table; ``x std``, ``x ci_low``/``x ci_high`` and ``x mark`` columns are folded
+    into ``x`` as ``mean ± std [low, high]`` with a trailing ``*`` where the mark is True."""
     if df.empty:
         return "(no results)"
-    cols = [c for c in df.columns if not c.endswith(" std")]
+    cols = [c for c in df.columns if not c.endswith(COMPANIONS)]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, row in df.iterrows():
         cells = []
@@ -224,6 +232,12 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f", with_std: bool = Tru
                     std = row.get(f"{c} std") if with_std else None
                     if std is not None and not (isinstance(std, float) and np.isnan(std)):
                         cell += f" ± {std:{floatfmt}}"
+                    low, high = row.get(f"{c} ci_low"), row.get(f"{c} ci_high")
+                    if with_ci and low is not None and high is not None and not np.isnan(low):
+                        cell += f" [{low:{floatfmt}}, {high:{floatfmt}}]"
+                    mark = row.get(f"{c} mark")
+                    if isinstance(mark, (bool, np.bool_)) and mark:
+                        cell += "*"
             elif v is None:
                 cell = "-"
             else:
@@ -231,6 +245,69 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f", with_std: bool = Tru
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- significance
+def significance_table(records: list[dict[str, Any]], store: ResultsStore, metrics: list[str] = LEADERBOARD_METRICS,
+                       models: list[str] | None = None, sort_by: str = "recall@20",
+                       alpha: float = ALPHA) -> pd.DataFrame:
+    """The :func:`leaderboard` (best config per label by valid metric; per test metric column ``c``
+    its mean over seeds, ``c std``, the 95% interval ``c ci_low``/``c ci_high``) plus, per column,
+    ``c mark``: True where the row is *not* significantly different from the column's best row (the
+    best row itself included), False where it is, None where it cannot be tested (no per-user file);
+    and ``c p``: the Holm-adjusted p-value of the paired t-test against the best row (see
+    :mod:`src.common.experiment.stats`). ``df.attrs["notes"]`` lists the rows that could not be tested.
+    Render with :func:`significance_markdown`."""
+    df = leaderboard(records, metrics, models=models, sort_by=sort_by)
+    if df.empty:
+        return df
+    groups = best_per_label(_of_models(records, models))
+    per_user: dict[str, list | None] = {}
+    notes = []
+    for label, runs in groups.items():
+        loaded = [load_per_user(store.root / r["model"] / r["run_id"]) for r in runs]
+        per_user[label] = None if any(p is None for p in loaded) else loaded
+        if per_user[label] is None:
+            notes.append(f"{label}: no significance mark (its runs have no per_user.npz: trained "
+                         f"before per-user metrics were stored; re-run with --force to include it)")
+    columns = [c for c in df.columns if c.split("/")[-1] in metrics]
+    for c in columns:
+        values = {}
+        for label in df["model"]:
+            seeds = per_user.get(label)
+            values[label] = None if seeds is None or any(c not in s for s in seeds) else seed_average([s[c] for s in seeds])
+        best = df.loc[df[c].idxmax(), "model"] if df[c].notna().any() else None
+        marks: dict[str, tuple[bool | None, float]] = {label: (None, np.nan) for label in df["model"]}
+        if best is not None and values[best] is not None:
+            marks.update(tie_marks(values[best], {l: v for l, v in values.items() if l != best}, alpha))
+            marks[best] = (True, np.nan)
+        df[f"{c} mark"] = [marks[label][0] for label in df["model"]]
+        df[f"{c} p"] = [marks[label][1] for label in df["model"]]
+    df.attrs["notes"] = notes
+    df.attrs["alpha"] = alpha
+    return df
+
+
+def significance_markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """:func:`markdown_table` of a :func:`significance_table`, with the legend and notes under it."""
+    text = markdown_table(df, floatfmt)
+    if df.empty:
+        return text
+    alpha = df.attrs.get("alpha", ALPHA)
+    lines = [text, "",
+             f"mean ± std over seeds [95% t interval of the mean] (std and interval need 2+ seeds); `*` = not "
+             f"significantly different from the column's best row (itself marked): paired t-test over the "
+             f"test users, each user's value averaged over a config's seeds, Holm-corrected for the rows "
+             f"compared, {alpha:.0%} level."]
+    lines += [f"note: {n}" for n in df.attrs.get("notes", [])]
+    return "\n".join(lines)
+
+
+def _of_models(records: list[dict[str, Any]], models: list[str] | None) -> list[dict[str, Any]]:
+    if not models:
+        return records
+    wanted = {m.lower() for m in models}
+    return [r for r in records if r["label"].lower() in wanted or r["model"].lower() in wanted]
 
 
 # ----------------------------------------------------------------------------- degree buckets

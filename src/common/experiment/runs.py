@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from src.common.config import Config, load_yaml
+from src.common.config import Config, load_yaml, test_mask_of
 from src.common.data.dataset import DataError, Dataset, content_changes, load_dataset
 from src.common.eval.evaluator import Evaluator
 from src.common.paths import from_root
@@ -195,5 +195,6 @@ def ensure_test_topk(run: str | Path, k: int, results_dir: str | Path = "saved",
         return path
     loaded = load_run(run_dir, dataset=dataset, **runtime)
     cfg = loaded.config
-    evaluator = Evaluator(loaded.dataset, cfg.metrics, cfg.topk, cfg.eval_batch_size, loaded.model.device)
+    evaluator = Evaluator(loaded.dataset, cfg.metrics, cfg.topk, cfg.eval_batch_size, loaded.model.device,
+                          test_mask=test_mask_of(cfg))
     return write_test_topk(loaded.model, evaluator, run_dir, k, progress=cfg.show_progress)

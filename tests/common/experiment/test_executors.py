@@ -4,6 +4,7 @@ import os
 import pytest
 
 from src.common.config import ConfigError
+from src.common.eval.per_user import load_per_user
 from src.common.experiment.results import ResultsStore
 from src.common.experiment.search import run_search, train_one
 from src.common.experiment.strategies import Asha
@@ -50,6 +51,8 @@ def test_ray_grid_writes_the_same_results_as_in_process(tmp_path, executor):
         assert stored[run_id]["best_epoch"] == r["best_epoch"] and stored[run_id]["config"]["threads"] == 1
         run_dir = tmp_path / "ray" / "scientific" / "BPR" / run_id
         assert (run_dir / "model.pt").stat().st_size > 0 and "best epoch" in (run_dir / "run.log").read_text()
+        users, values = load_per_user(run_dir)["recall@20"]   # shipped back from the worker too
+        assert len(users) == r["test"]["n_users"] and values.mean() == pytest.approx(r["test"]["recall@20"], abs=1e-6)
 
 
 def test_interrupted_ray_search_resumes_without_repeating(tmp_path, executor):
