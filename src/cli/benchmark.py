@@ -70,8 +70,7 @@ def run(args) -> int:
                             entry.trials, len(entry.seeds))
                 bm.run_dataset(name, entry, extra, executor, args.force, record, run_search)
         logger.info("benchmark runs done in %.1f min", (time.perf_counter() - t0) / 60)
-    significance, note = _significance()
-    index = bm.write_report(suite, record, extra, out_dir, plan, significance, note)
+    index = bm.write_report(suite, record, extra, out_dir, plan)
     for name in plan:
         text = (out_dir / f"{name}.md")
         if text.exists():
@@ -83,11 +82,3 @@ def run(args) -> int:
     print(f"report: {index}")
     return 1 if record.errors and not record.phases else 0
 
-
-def _significance():
-    """The leaderboard's significance table and its note, when available."""
-    try:
-        from src.common.experiment import stats
-    except ImportError:
-        return None, ""
-    return getattr(stats, "significance_table", None), getattr(stats, "MARKS_NOTE", "")

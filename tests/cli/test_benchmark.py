@@ -67,6 +67,9 @@ def test_suite_runs_both_phases_writes_the_report_and_resumes(world):
     table = pd.read_csv(tmp / "report" / "tiny.csv")
     assert sorted(table["model"]) == ["BPR", "LightGCN"] and (table["seeds"] == 2).all()
     assert (table["recall@20"] > 0).all() and table["time to best s"].notna().all()
+    # every row has per-user files, so every metric column carries a significance mark and an interval
+    assert table["ndcg@20 mark"].notna().all() and table["ndcg@20 mark"].any()
+    assert (table["ndcg@20 ci_low"] <= table["ndcg@20"]).all()
     for f in ("index.md", "tiny.md", "tiny.png"):
         assert (tmp / "report" / f).stat().st_size > 0
     assert "tiny.md" in (tmp / "report" / "index.md").read_text()

@@ -37,10 +37,11 @@ import numpy as np
 import pandas as pd
 
 from src.common.config import ConfigError, coerce, load_yaml
-from src.common.paths import CONFIG_DIR, from_root
-from src.common.recommender import model_names, resolve
+from src.common.paths import CONFIG_DIR
+from src.common.recommender import get_model_class, model_names, resolve
 from src.common.storage import atomic_write_json, atomic_write_text
-from src.common.experiment.results import ResultsStore, best_per_label, group_by_config, markdown_table
+from src.common.experiment.results import (ResultsStore, best_per_label, group_by_config, significance_markdown,
+                                           significance_table)
 
 logger = logging.getLogger(__name__)
 
@@ -225,15 +226,13 @@ def time_to_best(record: dict[str, Any]) -> float:
 
 
 def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], run: SuiteRun,
-                  dataset: str, significance: Callable | None) -> pd.DataFrame:
-    """One row per model: means ± std over seeds, CI, marks (via ``significance``), config, speed."""
-    if significance is not None:
-        df = significance(chosen, store, REPORT_METRICS)
-    else:
-        from src.common.experiment.results import summarise
-        df = pd.DataFrame([summarise(runs, REPORT_METRICS) for runs in chosen.values()])
+                  dataset: str) -> pd.DataFrame:
+    """One row per model: means ± std over seeds, 95% CI and significance marks per metric column
+    (:func:`significance_table`), best config, speed and budget."""
+    df = significance_table([r for runs in chosen.values() for r in runs], store, REPORT_METRICS)
     if df.empty:
         return df
+    notes = df.attrs.get("notes", [])
     extra = []
     for label, runs in chosen.items():
         extra.append({"model": label,
@@ -243,6 +242,7 @@ def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], 
     df = df.merge(pd.DataFrame(extra), on="model", how="left")
     if "recall@20" in df:
         df = df.sort_values("recall@20", ascending=False, kind="stable").reset_index(drop=True)
+    df.attrs["notes"] = notes
     return df
 
 
@@ -284,8 +284,7 @@ SHOWN = ["model", "seeds", "recall@20", "ndcg@20", "cold/recall@20", "cold/ndcg@
 
 
 def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Path,
-                 datasets: dict[str, tuple[str, DatasetSuite]], significance: Callable | None = None,
-                 marks_note: str = "") -> Path:
+                 datasets: dict[str, tuple[str, DatasetSuite]]) -> Path:
     """Tables, figures and an index for every dataset of the suite; returns the index path.
 
     ``datasets`` maps a dataset name to (its title in the report, its suite entry); ``extra`` are
@@ -304,37 +303,34 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         fingerprint = fingerprint_files(dataset_files(config).sources)
         records = [r for r in store.records(fingerprint) if r["label"] in entry.models]
         chosen = chosen_runs(records, entry)
-        df = dataset_table(store, chosen, run, name, significance)
+        df = dataset_table(store, chosen, run, name)
         if df.empty:
             index += [f"## {title}", "", "no finished runs", ""]
             continue
         csv = atomic_write_text(out_dir / f"{name}.csv", df.to_csv(index=False))
-        shown = df[[c for c in df.columns if c in SHOWN or c.endswith(" std") or " ci" in c
-                    or c.endswith(" mark")]]
+        shown = df[[c for c in df.columns if c.split(" ")[0] in SHOWN and c.split(" ")[-1] != "p"]]
+        shown.attrs = dict(df.attrs)
         png = plot_dataset(df, chosen, out_dir / f"{name}.png", f"{title}: test metrics by model")
         md_lines = [f"# {title}", "",
                     f"{entry.note}".strip(), "",
                     f"Wall time of this dataset's part in the last suite command: "
                     f"{run.seconds(name) / 60:.1f} min (runs already in the store are not re-timed).", "",
-                    _md(shown), "", marks_note, "", "Budget per model:", ""]
+                    significance_markdown(shown), "", "Budget per model:", ""]
         md_lines += [f"- {row['model']}: {row['budget']}; epochs ≤ {row['epochs cap']}" for _, row in df.iterrows()]
+        blind = [m for m in entry.models if m in chosen and get_model_class(m).required_modalities == ()]
+        if name.endswith("_cold") and blind:
+            md_lines += ["", f"{', '.join(blind)} read no item features: on items never seen in training "
+                             "they can only rank by untrained ID vectors, so their `zero/` columns are chance level."]
         errors = [f"- {m}: {e}" for (d, m), e in run.errors.items() if d == name]
         if errors:
             md_lines += ["", "Not run:", "", *errors]
         md_lines += ["", f"![{title}]({png.name})", "", f"CSV: [{csv.name}]({csv.name})"]
         md = atomic_write_text(out_dir / f"{name}.md", "\n".join(md_lines) + "\n")
+        brief = shown[[c for c in shown.columns if c in ("model", "seeds")
+                       or c.split(" ")[0] in ("recall@20", "ndcg@20", "cold/ndcg@20", "zero/ndcg@20")]]
+        brief.attrs = dict(df.attrs)
         index += [f"## {title}", "", f"[table]({md.name}) · [CSV]({csv.name}) · [figure]({png.name})", "",
-                  _md(shown[[c for c in shown.columns if c in ("model", "seeds", "recall@20", "ndcg@20",
-                                                               "cold/ndcg@20", "zero/recall@20")
-                             or c.endswith(" std") and c.split(" ")[0] in ("recall@20", "ndcg@20", "cold/ndcg@20")
-                             or c.endswith(" mark") and c.split(" ")[0] in ("recall@20", "ndcg@20", "cold/ndcg@20")]]),
-                  ""]
-    if marks_note:
-        index += [marks_note, ""]
+                  significance_markdown(brief), ""]
     path = atomic_write_text(out_dir / "index.md", "\n".join(index) + "\n")
     atomic_write_json(out_dir / "phases.json", [dataclasses.asdict(p) for p in run.phases])
     return path
-
-
-def _md(df: pd.DataFrame) -> str:
-    return markdown_table(df)
