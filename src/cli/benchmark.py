@@ -27,8 +27,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cold", type=float, metavar="SHARE", nargs="?", const=0.2,
                         help="also run the strict item cold-start variant of each dataset, SHARE of the "
                              "items (default 0.2) never in training")
-    parser.add_argument("--out", help="report folder (default <results_dir>/benchmark)")
+    parser.add_argument("--out", help="report folder (default reports/benchmark: kept in git, linked from the README)")
     parser.add_argument("--report-only", action="store_true", help="only (re)write the report from the store")
+    parser.add_argument("--readme", metavar="README.md",
+                        help="also put the report's tables between the benchmark markers of this file")
     parser.add_argument("--force", action="store_true", help="re-run search runs that already finished")
     parser.add_argument("--workers", type=int, metavar="N", help="N runs at once on a local Ray")
     parser.add_argument("--ray-address", metavar="ADDR", help="run on a Ray cluster (auto | ray://HEAD:10001)")
@@ -49,8 +51,7 @@ def run(args) -> int:
             extra[key] = value
     datasets = [d.strip() for d in (args.dataset or "").split(",") if d.strip()] or None
     suite = bm.load_suite(args.suite, models_of(args) or None, datasets, args.seeds, args.trials, args.cold)
-    base = resolve(None, next(iter(suite.datasets)), extra).first()
-    out_dir = Path(args.out) if args.out else from_root(base.results_dir) / "benchmark"
+    out_dir = Path(args.out) if args.out else from_root("reports/benchmark")
     plan: dict[str, tuple[str, bm.DatasetSuite]] = {}
     for name, entry in suite.datasets.items():
         plan[name] = (name, entry)
@@ -80,5 +81,10 @@ def run(args) -> int:
     if phases:
         print("wall time per part:\n  " + "\n  ".join(phases))
     print(f"report: {index}")
+    if args.readme:
+        if not bm.update_readme(Path(args.readme), index):
+            from src.common.config import ConfigError
+            raise ConfigError(f"{args.readme}: no benchmark markers ({bm.BEGIN} ... {bm.END})")
+        print(f"{args.readme}: results section regenerated from the report")
     return 1 if record.errors and not record.phases else 0
 

@@ -104,3 +104,18 @@ def test_suite_file_errors_name_the_key(tmp_path):
     suite = bm.load_suite(write_suite(tmp_path / "ok.yaml"), models=["all"], n_seeds=3, trials=5)
     entry = suite.datasets["tiny"]
     assert entry.seeds == [1, 2, 3] and entry.trials == 5 and "MoToRec" in entry.models
+
+
+def test_readme_section_is_regenerated_from_the_report(tmp_path):
+    report = tmp_path / "saved" / "benchmark"
+    report.mkdir(parents=True)
+    (report / "index.md").write_text("# Benchmark report\n\nSuite: x\n\n## tiny\n\n[table](tiny.md) · "
+                                     "[figure](tiny.png)\n\n| model | recall@20 |\n|---|---|\n| BPR | 0.5 |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bm.BEGIN}\nold numbers\n{bm.END}\nafter\n")
+    assert bm.update_readme(readme, report / "index.md")
+    text = readme.read_text()
+    assert "old numbers" not in text and "| BPR | 0.5 |" in text and "### tiny" in text
+    assert "(saved/benchmark/tiny.md)" in text and text.startswith("intro\n") and text.endswith("after\n")
+    readme.write_text("no markers\n")
+    assert not bm.update_readme(readme, report / "index.md")

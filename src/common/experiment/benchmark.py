@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,3 +335,26 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
     path = atomic_write_text(out_dir / "index.md", "\n".join(index) + "\n")
     atomic_write_json(out_dir / "phases.json", [dataclasses.asdict(p) for p in run.phases])
     return path
+
+
+BEGIN, END = "<!-- benchmark report: begin (python main.py benchmark --readme README.md) -->", "<!-- benchmark report: end -->"
+
+
+def update_readme(readme: Path, index: Path) -> bool:
+    """Replace the text between the README's benchmark markers by the report's index (its
+    headings one level down, links pointing into the report folder); False when there are no
+    markers. The README's results are thus regenerated from the report, never typed."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        return False
+    body = index.read_text().split("\n", 1)[1].strip()   # without the "# Benchmark report" title
+    try:
+        rel = index.parent.resolve().relative_to(readme.parent.resolve())
+    except ValueError:
+        rel = index.parent.resolve()
+    body = re.sub(r"\]\(([^)/]+\.(?:md|csv|png))\)", lambda m: f"]({rel}/{m[1]})", body)
+    body = re.sub(r"^## ", "### ", body, flags=re.M)
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    atomic_write_text(readme, f"{head}{BEGIN}\n{body}\n{END}{tail}")
+    return True
