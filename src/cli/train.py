@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
                         help="run the trials on a running Ray cluster: auto (on a node of it) or "
                              "ray://HEAD:10001 (needs ray; sets ray_address)")
     parser.add_argument("--save-topk", type=int, metavar="K",
-                        help="write every test user's top-K (train+valid items masked) to "
+                        help="write every test user's top-K (test_mask items masked) to "
                              "<run dir>/test_top<K>.tsv, to recompute the test metrics independently "
                              "(same as --set save_topk=K)")
 
