@@ -6,7 +6,9 @@ import logging
 from src.cli._common import models_of, overrides_of
 from src.common.recommender import resolve
 from src.common.data.dataset import dataset_files, fingerprint_files
-from src.common.experiment.results import LEADERBOARD_METRICS, ResultsStore, leaderboard, markdown_table
+from src.common.config import test_mask_of
+from src.common.experiment.results import (LEADERBOARD_METRICS, ResultsStore, significance_markdown,
+                                           significance_table)
 from src.common.storage import atomic_write_text
 
 HELP = "print the best config of every model on a dataset as a markdown table and write a CSV"
@@ -32,8 +34,14 @@ def run(args) -> int:
     if len(current) < len(records):
         logger.warning("ignoring %d run(s) made on other contents of %s's files",
                        len(records) - len(current), args.dataset)
+    same_protocol = [r for r in current if test_mask_of(r["config"]) == config.test_mask]
+    if len(same_protocol) < len(current):
+        logger.info("leaving out %d run(s) ranked with test_mask=%s (this table: test_mask=%s; "
+                    "--set test_mask=... to see them)", len(current) - len(same_protocol),
+                    "/".join(sorted({test_mask_of(r["config"]) for r in current} - {config.test_mask})),
+                    config.test_mask)
     metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
-    table = leaderboard(current, metrics, models=models_of(args) or None)
+    table = significance_table(same_protocol, store, metrics, models=models_of(args) or None)
     if table.empty:
         print(f"no finished runs for {args.dataset} in {store.root}; train one with "
               f"python main.py -m LightGCN -d {args.dataset}")
@@ -41,8 +49,8 @@ def run(args) -> int:
     out = args.out or store.root / "leaderboard.csv"
     atomic_write_text(out, table.to_csv(index=False))
     shown = table.drop(columns=["run_id"])
-    print(f"## {args.dataset}: best config per model by valid {config.valid_metric}; test metrics "
-          f"(cold = items with < {config.cold_threshold} train interactions)\n")
-    print(markdown_table(shown))
+    print(f"## {args.dataset}: best config per model by valid {config.valid_metric}; test metrics with "
+          f"{config.test_mask} items masked (cold = items with < {config.cold_threshold} train interactions)\n")
+    print(significance_markdown(shown))
     print(f"\nCSV: {out}")
     return 0

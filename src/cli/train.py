@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from src.cli._common import add_model_dataset, models_of, overrides_of
 from src.common.recommender import resolve
 from src.common.data.dataset import load_dataset
 from src.common.experiment.executors import executor_for
-from src.common.experiment.results import ResultsStore, leaderboard, markdown_table
+from src.common.config import test_mask_of
+from src.common.experiment.results import ResultsStore, significance_markdown, significance_table
+from src.common.experiment.stats import seed_summary
 from src.common.experiment.runs import ensure_test_topk
 from src.common.experiment.search import DATA_KEYS, check_space, run_search
 from src.common.eval.topk import run_topk_path
@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
                         help="run the trials on a running Ray cluster: auto (on a node of it) or "
                              "ray://HEAD:10001 (needs ray; sets ray_address)")
     parser.add_argument("--save-topk", type=int, metavar="K",
-                        help="write every test user's top-K (train+valid items masked) to "
+                        help="write every test user's top-K (test_mask items masked) to "
                              "<run dir>/test_top<K>.tsv, to recompute the test metrics independently "
                              "(same as --set save_topk=K)")
 
@@ -53,9 +53,12 @@ def run(args) -> int:
     if len(models) > 1:
         first = spaces[0].first()
         ds = next(iter(datasets.values()))
-        records = ResultsStore(first.results_dir, first.dataset).records(ds.fingerprint)
-        print(f"\n## {first.dataset}: best config per model (by valid {first.valid_metric}), test metrics\n")
-        print(markdown_table(leaderboard(records, models=models).drop(columns=["run_id"], errors="ignore")))
+        store = ResultsStore(first.results_dir, first.dataset)
+        records = [r for r in store.records(ds.fingerprint) if test_mask_of(r["config"]) == first.test_mask]
+        print(f"\n## {first.dataset}: best config per model (by valid {first.valid_metric}), test metrics "
+              f"({first.test_mask} items masked)\n")
+        table = significance_table(records, store, models=models)
+        print(significance_markdown(table.drop(columns=["run_id"], errors="ignore")))
     return 0 if all(s.finished or s.skipped for s in summaries) else 1
 
 
@@ -125,8 +128,9 @@ def report(summary, config) -> str:
             vals = [r[split].get(prefix + m) for r in runs]
             if any(v is None for v in vals):
                 cells.append("-")
-            else:  # the spread over seeds is part of the result
-                cells.append(f"{np.mean(vals):.4f}" + (f" ± {np.std(vals):.4f}" if n > 1 else ""))
+            else:  # the spread over seeds is part of the result: sample std, 95% t interval
+                s = seed_summary(vals)
+                cells.append(f"{s.mean:.4f}" + (f" ± {s.std:.4f} [{s.ci_low:.4f}, {s.ci_high:.4f}]" if n > 1 else ""))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     users = [f"{c[0]}: {r0[c[1]].get(c[2] + 'n_users', '-')}" for c in cols]
     lines.append(f"\nusers evaluated — {'; '.join(users)}")

@@ -1,4 +1,5 @@
 """The commands a user types, run end to end on the shipped data."""
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,7 @@ def test_train_prints_table_and_leaderboard_lists_models(tmp_path):
     board = run("leaderboard", "-d", "scientific", "--set", f"results_dir={tmp_path}")
     assert "| LightGCN |" in board.stdout and "| BPR |" in board.stdout
     assert "cold/recall@20" in board.stdout
+    assert "Holm" in board.stdout and re.search(r"\d\* \|", board.stdout)  # a column's best row is marked
     assert (tmp_path / "scientific" / "leaderboard.csv").exists()
 
 

@@ -64,7 +64,8 @@ def write_topk(path: str | Path, model, users: np.ndarray, k: int, exclude="trai
 
 def write_test_topk(model, evaluator, run_dir: str | Path, k: int, progress: bool = False) -> Path:
     """The top-``k`` of every test user, ranked exactly as ``evaluator`` ranks the test split
-    (same users, batches and masking: train + valid items excluded), into ``run_dir``."""
+    (same users, batches and masking: train + valid items excluded, or train items only under
+    ``test_mask: train``), into ``run_dir``."""
     k = min(k, model.n_items)
     path = run_topk_path(run_dir, k)
     rows = write_topk(path, model, evaluator.split_users("test"), k, exclude=evaluator.masks["test"],
