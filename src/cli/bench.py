@@ -71,8 +71,9 @@ def run(args) -> int:
     results_dir = overrides.get("results_dir", default_results_dir())
     main["to_best_s"] = [stored_time_to_best(results_dir, r.dataset, r.model) for r in main.itertuples()]
     for dataset, part in main.groupby("dataset", sort=False):
-        note = " (features generated at random, MMRec's shapes: timing only)" if part.synthetic_features.any() else ""
-        note += "; to_best_s: from the stored runs in the results store ('-': none)"
+        notes = ["features generated at random, MMRec's shapes: timing only"] if part.synthetic_features.any() else []
+        notes.append("to_best_s: time to the best epoch of the best stored run in the results store, '-': none")
+        note = f" ({'; '.join(notes)})"
         table = part[["model", "s_per_epoch", "eval_s", "setup_s", "to_best_s", "peak_rss_mib", "gpu_peak_mib",
                       "params", "users", "items", "train_edges", "error"]]
         if not (table.gpu_peak_mib > 0).any():
