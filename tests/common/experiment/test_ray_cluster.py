@@ -92,7 +92,7 @@ def test_node_lost_mid_search_reruns_its_trial_and_loses_nothing_finished(tmp_pa
 
         if worker_ray.get_runtime_context().get_node_id() == doomed:
             (started / run_dir.name).touch()
-            time.sleep(60)   # the node is removed while this runs; the test fails if it is not
+            time.sleep(120)   # the node is removed while this runs; the test fails if it is not
             raise RuntimeError("the second node was not removed")
         return train_one(config, dataset, run_dir, **kw)
 
@@ -103,7 +103,7 @@ def test_node_lost_mid_search_reruns_its_trial_and_loses_nothing_finished(tmp_pa
         removed = threading.Event()
 
         def remove_the_second_node_once_a_trial_runs_there():
-            if wait_for(lambda: any(started.iterdir()), timeout=60):
+            if wait_for(lambda: any(started.iterdir()), timeout=120):
                 cluster.remove_node(cluster.second, allow_graceful=False)
                 removed.set()
 
