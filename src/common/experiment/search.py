@@ -66,10 +66,10 @@ class SearchSummary:
         """What lost workers and nodes did to this search, in words ("" if nothing was lost)."""
         if not self.retried and not self.lost:
             return ""
-        causes = ", ".join(f"{n} {cause}" for cause, n in sorted(self.lost_attempts.items()))
-        text = f"{self.retried} run(s) re-run after a lost attempt ({causes})"
+        causes = ", ".join(f"{n}x {cause}" for cause, n in sorted(self.lost_attempts.items()))
+        text = f"{self.retried} run(s) re-run after a lost attempt (lost attempts: {causes})"
         if self.lost:
-            text += f", {self.lost} of them failed: lost on every attempt"
+            text += f"; {self.lost} failed, lost on every attempt"
         return text
 
 

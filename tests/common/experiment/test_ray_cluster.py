@@ -19,12 +19,23 @@ cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head node and a second node of 1 CPU each; the test process is the driver."""
+    """A head node and a second node of 1 CPU each; the test process is the driver.
+
+    Ray's own start-up has fixed timeouts (a raylet waits for its agent process, the driver for
+    the raylet): on a badly overloaded machine it can fail; it is tried twice, then the module is
+    skipped with Ray's error (that is the machine, not the code under test)."""
     assert not ray.is_initialized()
-    c = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    second = c.add_node(num_cpus=1)
-    c.wait_for_nodes()
-    c.second = second
+    for attempt in (1, 2):
+        c = cluster_utils.Cluster()
+        try:
+            c.add_node(num_cpus=1, include_dashboard=False)   # the head
+            c.second = c.add_node(num_cpus=1)
+            c.wait_for_nodes()
+            break
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception on a start-up timeout
+            c.shutdown()
+            if attempt == 2:
+                pytest.skip(f"Ray could not start a two-node cluster on this machine: {e}")
     yield c
     c.shutdown()
 
@@ -118,7 +129,7 @@ def test_node_lost_mid_search_reruns_its_trial_and_loses_nothing_finished(tmp_pa
     assert len(lost_runs) == 1   # the two first trials went one to each node; the rest ran on the head
     assert (summary.finished, summary.failed, summary.lost) == (4, 0, 0)
     assert (summary.retried, summary.lost_attempts) == (1, {"node lost": 1})
-    assert summary.faults() == "1 run(s) re-run after a lost attempt (1 node lost)"
+    assert summary.faults() == "1 run(s) re-run after a lost attempt (lost attempts: 1x node lost)"
 
     entries = ResultsStore(tmp_path / "ray", "scientific").entries(status="")
     run_ids = [record["run_id"] for _, record in entries]
