@@ -1,5 +1,6 @@
 """``python main.py bench``: seconds per epoch, evaluation seconds, peak memory and parameters of
-every registered model on baby and scientific, a scaling run, and hot-path before/after timings."""
+every registered model on baby, scientific and sports, the time to the best epoch of the stored
+runs, a scaling run, and hot-path before/after timings."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,7 @@ import math
 import pandas as pd
 from tqdm.auto import tqdm
 
-from src.common.experiment.bench import machine_info, measure_in_subprocess
+from src.common.experiment.bench import machine_info, measure_in_subprocess, stored_time_to_best
 from src.common.paths import from_root
 from src.common.recommender import model_names
 from src.common.experiment.results import markdown_table
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser) -> None:
     parser.add_argument("-m", "--model", default="all", help="models, comma-separated (default: all)")
-    parser.add_argument("-d", "--dataset", default="baby,scientific", help="datasets, comma-separated")
+    parser.add_argument("-d", "--dataset", default="baby,scientific,sports", help="datasets, comma-separated")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs (median) after the warm-up")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
@@ -36,7 +37,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from src.cli._common import overrides_of
+    from src.cli._common import default_results_dir, overrides_of
     out = from_root(args.out)
     overrides = overrides_of(args)
     info = machine_info(args.threads)
@@ -66,11 +67,15 @@ def run(args) -> int:
             logger.warning("%s on %s x%d failed: %s", model, dataset, scale, m.error)
         rows.append(m.__dict__)
     df = pd.DataFrame(rows)
-    main = df[df.scale == 1].drop(columns=["scale"])
+    main = df[df.scale == 1].drop(columns=["scale"]).copy()
+    results_dir = overrides.get("results_dir", default_results_dir())
+    main["to_best_s"] = [stored_time_to_best(results_dir, r.dataset, r.model) for r in main.itertuples()]
     for dataset, part in main.groupby("dataset", sort=False):
-        note = " (features generated at random, MMRec's shapes: timing only)" if part.synthetic_features.any() else ""
-        table = part[["model", "s_per_epoch", "eval_s", "setup_s", "peak_rss_mib", "gpu_peak_mib", "params",
-                      "users", "items", "train_edges", "error"]]
+        notes = ["features generated at random, MMRec's shapes: timing only"] if part.synthetic_features.any() else []
+        notes.append("to_best_s: time to the best epoch of the best stored run in the results store, '-': none")
+        note = f" ({'; '.join(notes)})"
+        table = part[["model", "s_per_epoch", "eval_s", "setup_s", "to_best_s", "peak_rss_mib", "gpu_peak_mib",
+                      "params", "users", "items", "train_edges", "error"]]
         if not (table.gpu_peak_mib > 0).any():
             table = table.drop(columns=["gpu_peak_mib"])
         _write(out / f"bench_{dataset}", table, header + note)

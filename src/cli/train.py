@@ -139,9 +139,12 @@ def report(summary, config) -> str:
 
 
 def counts(summary) -> str:
-    """``N finished, N failed, N skipped`` (and the runs a scheduler stopped early, if any)."""
+    """``N finished, N failed, N skipped`` (and the runs a scheduler stopped early, and the runs
+    re-run because their worker or node was lost, if any)."""
     text = (f"{summary.finished} finished, {summary.failed} failed, {summary.skipped} skipped "
             f"(already finished)")
     if summary.pruned:
         text += f", {summary.pruned} stopped early"
+    if summary.faults():
+        text += f"; {summary.faults()}"
     return f"{text} in {summary.seconds:.1f}s"

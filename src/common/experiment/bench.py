@@ -3,8 +3,13 @@ memory and parameter count, for every registered model, one fresh process per me
 peak RSS is the model's own).
 
 On a dataset without features (``baby``), features of MMRec's Baby shapes (image 4096-d, text
-384-d) are generated at random — for timing only; no accuracy is reported from them.
+384-d) are generated at random — for timing only; no accuracy is reported from them. A dataset
+with features (``scientific``; ``sports``, text only) is timed with its real ones.
 The scaling run replicates the graph ``factor`` times (see :func:`replicate`).
+
+"Time to best" is not measured here: it is read from the runs in the results store
+(:func:`stored_time_to_best`), since it depends on how many epochs a model needs, not only on
+how fast one epoch is.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import torch
 
 from src.common.recommender import resolve
 from src.common.data.dataset import Dataset, load_dataset
+from src.common.experiment.results import ResultsStore, best_per_label
 from src.common.paths import ROOT
 from src.common.trainer import Trainer, peak_rss_mib
 
@@ -117,6 +123,30 @@ def measure(model: str, dataset: str, scale: int = 1, epochs: int = 3, warmup: i
                        peak_rss_mib=peak_rss_mib(), gpu_peak_mib=gpu, params=trainer.model.n_parameters(),
                        epochs_timed=epochs, synthetic_features=synthetic, users=ds.n_users,
                        items=ds.n_items, train_edges=len(ds.train))
+
+
+def time_to_best(record: dict[str, Any]) -> float:
+    """Seconds a stored run took to reach its best epoch: the recorded training seconds of epochs
+    0..best_epoch plus one validation (the run's median ``eval_seconds``) per evaluation up to it.
+    A record without per-epoch history falls back to ``(best_epoch + 1) * seconds_per_epoch``."""
+    best = record.get("best_epoch", -1)
+    if best is None or best < 0:
+        return float("nan")
+    upto = [h for h in record.get("history", []) if h.get("epoch", best + 1) <= best]
+    if len(upto) == best + 1 and all("seconds" in h for h in upto):
+        n_evals = sum("valid" in h for h in upto)
+        return float(sum(h["seconds"] for h in upto) + n_evals * record.get("eval_seconds", 0.0))
+    return float((best + 1) * record.get("seconds_per_epoch", float("nan")))
+
+
+def stored_time_to_best(results_dir: str | Path, dataset: str, model: str) -> float:
+    """:func:`time_to_best` of ``model``'s best stored config on ``dataset`` (by its valid metric,
+    mean over its seeds), or NaN when the results store has no finished run of it."""
+    records = [r for r in ResultsStore(results_dir, dataset).records() if r.get("label") == model]
+    if not records:
+        return float("nan")
+    runs = best_per_label(records)[model]
+    return float(np.mean([time_to_best(r) for r in runs]))
 
 
 def _sync() -> None:

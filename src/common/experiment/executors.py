@@ -20,9 +20,14 @@ recorded config), the same seed then gives the same metrics as an in-process run
 ``threads: cpus_per_trial`` on the same kind of hardware.
 
 Faults: an exception raised by a trial is a failed outcome at once (re-running would raise
-again); a config or data error stops the search as it does in-process. A worker process that dies
-(killed, out of memory, its node lost) is re-run by Ray up to ``max_retries`` times, then the trial
-is a failed outcome (:class:`WorkerLost`).
+again); a config or data error stops the search as it does in-process. A trial whose worker process
+dies (killed, out of memory) or whose node is lost (the machine leaves the cluster, its raylet
+dies; or its result was still on that node) is re-submitted by this executor, wherever Ray finds a
+free CPU, up to ``max_retries`` times, then it is a failed outcome (:class:`WorkerLost`). The
+re-runs are done here, not by Ray's own task retries, so that each lost attempt and its cause
+("node lost" or "worker died") is listed in ``trial.lost``: the run's record and the search's
+summary say what happened. Runs that finished are in the store already (the driver writes each
+one as it arrives), so losing a node loses only the attempts that were running on it.
 """
 from __future__ import annotations
 
@@ -39,18 +44,24 @@ from src.common.config import ConfigError
 from src.common.data.dataset import DataError, Dataset
 from src.common.extras import require
 from src.common.paths import ROOT
-from src.common.experiment.search import Outcome, Train, Trial, in_process, run_trial
+from src.common.experiment.search import Outcome, Train, Trial, WorkerLost, in_process, run_trial
 from src.common.storage import atomic_write
 
 logger = logging.getLogger(__name__)
 
-#: not uploaded with the code to a cluster: data goes through the object store, results stay here
-CODE_EXCLUDES = ["data/", "saved/", "cache/", ".git/", "*.pt", "*.ckpt", "*.log", "__pycache__/",
+#: not uploaded with the code to a cluster: data goes through the object store, results stay here.
+#: gitignore syntax: a leading "/" anchors at the repository root ("data/" alone would also drop
+#: the package src/common/data/)
+CODE_EXCLUDES = ["/data/", "/saved/", "/cache/", "/.git/", "*.pt", "*.ckpt", "*.log", "__pycache__/",
                  ".pytest_cache/"]
 
 
-class WorkerLost(RuntimeError):
-    """The worker process running a trial died on every attempt."""
+@dataclasses.dataclass
+class _Lost:
+    """One attempt of a trial that never returned: ``cause`` is "node lost" or "worker died"."""
+
+    cause: str
+    detail: str
 
 
 def uses_ray(config) -> bool:
@@ -136,8 +147,9 @@ class RayExecutor:
         self.parallelism = workers or max(1, cpus // cpus_per_trial)
         logger.info("Ray: %d CPU(s)%s, %d trial(s) at once, %d CPU(s) per trial", cpus,
                     f", {gpus:g} GPU(s)" if gpus_per_trial else "", self.parallelism, cpus_per_trial)
+        # max_retries=0: a lost attempt comes back here, which re-submits it and notes the cause
         self._task = ray.remote(_train_on_worker).options(
-            num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries, retry_exceptions=False)
+            num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0, retry_exceptions=False)
         self._dataset_refs: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ the executor protocol
@@ -158,7 +170,19 @@ class RayExecutor:
                     in_flight[self._task.remote(trial, data_ref, self.train)] = trial
                 done, _ = ray.wait(list(in_flight), num_returns=1)
                 trial = in_flight.pop(done[0])
-                yield trial, self._outcome(done[0], trial)
+                outcome = self._outcome(done[0], trial)
+                if isinstance(outcome, _Lost):
+                    trial.lost.append(outcome.cause)
+                    if len(trial.lost) <= self.max_retries:
+                        logger.warning("trial %s: %s (%s); running it again (attempt %d of %d)", trial.run_id,
+                                       outcome.cause, outcome.detail, len(trial.lost) + 1, self.max_retries + 1)
+                        in_flight[self._task.remote(trial, data_ref, self.train)] = trial
+                        continue
+                    logger.error("trial %s: worker lost %d time(s) (%s): %s", trial.run_id, len(trial.lost),
+                                 ", ".join(trial.lost), outcome.detail)
+                    outcome = WorkerLost(f"the worker running this trial died {len(trial.lost)} time(s) "
+                                         f"({', '.join(trial.lost)}; last: {outcome.detail})")
+                yield trial, outcome
         finally:
             for ref in in_flight:  # interrupted (Ctrl-C, an error): the runs in flight are not recorded
                 ray.cancel(ref)
@@ -167,7 +191,7 @@ class RayExecutor:
     def _pinned(self, trial: Trial) -> Trial:
         """The trial as it runs on a worker: torch threads = its CPUs, no per-epoch progress bar."""
         config = trial.config.replace(threads=self.cpus_per_trial, show_progress=False)
-        return dataclasses.replace(trial, config=config)
+        return dataclasses.replace(trial, config=config, lost=list(trial.lost))
 
     def _put(self, dataset: Dataset):
         key = id(dataset)
@@ -175,7 +199,7 @@ class RayExecutor:
             self._dataset_refs = {key: (self.ray.put(dataset), dataset)}  # keep it alive while cached
         return self._dataset_refs[key][0]
 
-    def _outcome(self, ref, trial: Trial) -> Outcome:
+    def _outcome(self, ref, trial: Trial) -> Outcome | _Lost:
         ray = self.ray
         try:
             result, files = ray.get(ref)
@@ -185,11 +209,11 @@ class RayExecutor:
                 raise cause from None
             logger.error("trial %s failed:\n%s", trial.run_id, e)
             return cause
-        except ray.exceptions.RayError as e:  # its worker (or node) died on every attempt
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            logger.error("trial %s: worker lost %d time(s): %s", trial.run_id, self.max_retries + 1, e)
-            return WorkerLost(f"the worker running this trial died {self.max_retries + 1} time(s) "
-                              f"({type(e).__name__}: {first_line})")
+        except ray.exceptions.RayError as e:  # its worker or its node died (or the node holding its result)
+            lines = str(e).strip().splitlines()
+            node = isinstance(e, (ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError))
+            return _Lost("node lost" if node else "worker died",
+                         f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__)
         for name, data in files.items():
             atomic_write(trial.run_dir / name, lambda f, data=data: f.write(data), mode="wb")
         return result

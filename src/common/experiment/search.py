@@ -45,6 +45,8 @@ class Trial:
     run_id: str
     run_dir: Path
     scheduler: Any = None   # the search's Asha (or a handle to it) when bad runs stop early
+    lost: list[str] = field(default_factory=list)  # causes of earlier attempts that never returned
+                                                   # ("node lost", "worker died"); the executor re-ran it
 
 
 @dataclass
@@ -56,6 +58,19 @@ class SearchSummary:
     pruned: int = 0          # stopped early by the scheduler (not counted in finished)
     best: list[dict[str, Any]] = field(default_factory=list)  # the best config's records (one per seed)
     seconds: float = 0.0
+    retried: int = 0         # runs re-run because an attempt was lost (its worker or node died)
+    lost_attempts: dict[str, int] = field(default_factory=dict)  # cause -> attempts lost
+    lost: int = 0            # failed because the attempt was lost every time (counted in failed)
+
+    def faults(self) -> str:
+        """What lost workers and nodes did to this search, in words ("" if nothing was lost)."""
+        if not self.retried and not self.lost:
+            return ""
+        causes = ", ".join(f"{n}x {cause}" for cause, n in sorted(self.lost_attempts.items()))
+        text = f"{self.retried} run(s) re-run after a lost attempt (lost attempts: {causes})"
+        if self.lost:
+            text += f"; {self.lost} failed, lost on every attempt"
+        return text
 
 
 @contextlib.contextmanager
@@ -91,6 +106,11 @@ def train_one(config: Config, dataset: Dataset, run_dir: Path | None,
 def _short(metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                     if k.endswith("@20") and ("recall" in k or "ndcg" in k) and not k.startswith("deg"))
+
+
+class WorkerLost(RuntimeError):
+    """The trial's attempts never returned: its worker process or its node died every time (an
+    executor's outcome; the causes are in ``trial.lost``)."""
 
 
 Outcome = TrainResult | BaseException
@@ -204,10 +224,10 @@ def run_search(space: ConfigSpace, dataset: Dataset | None = None, executor: Exe
     summary.records = list(records.values())
     summary.best = _best(summary.records)
     summary.seconds = time.perf_counter() - t0
-    logger.info("search done: %d finished, %d failed, %d skipped (already finished)%s in %.1fs",
+    logger.info("search done: %d finished, %d failed, %d skipped (already finished)%s%s in %.1fs",
                 summary.finished, summary.failed, summary.skipped,
                 f", {summary.pruned} stopped early by {first.scheduler}" if scheduler is not None else "",
-                summary.seconds)
+                f"; {summary.faults()}" if summary.faults() else "", summary.seconds)
     return summary
 
 
@@ -240,15 +260,28 @@ def _plan(space, points, fingerprint, store, records, force, also_done, schedule
 
 
 def _record(trial: Trial, outcome: Outcome, dataset: Dataset, summary: SearchSummary) -> dict[str, Any]:
+    for cause in trial.lost:
+        summary.lost_attempts[cause] = summary.lost_attempts.get(cause, 0) + 1
+    all_lost = isinstance(outcome, WorkerLost)   # its last attempt is in trial.lost too
+    summary.retried += len(trial.lost) + (0 if all_lost else 1) > 1
     if isinstance(outcome, BaseException):
         summary.failed += 1
-        return make_record(trial.config, dataset.fingerprint, trial.run_id, status="failed",
-                           error=f"{type(outcome).__name__}: {outcome}")
-    record = make_record(trial.config, dataset.fingerprint, trial.run_id, outcome, dataset=dataset)
+        summary.lost += all_lost
+        return _noting_lost(trial, make_record(trial.config, dataset.fingerprint, trial.run_id, status="failed",
+                                               error=f"{type(outcome).__name__}: {outcome}"))
+    record = _noting_lost(trial, make_record(trial.config, dataset.fingerprint, trial.run_id, outcome,
+                                             dataset=dataset))
     if record["status"] == "pruned":
         summary.pruned += 1
     else:
         summary.finished += 1
+    return record
+
+
+def _noting_lost(trial: Trial, record: dict[str, Any]) -> dict[str, Any]:
+    """The record, with the causes of the attempts that were lost before it (if any)."""
+    if trial.lost:
+        record["lost_attempts"] = list(trial.lost)
     return record
 
 

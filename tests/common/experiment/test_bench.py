@@ -1,7 +1,8 @@
 """The benchmark runs (times are not asserted: machines are noisy)."""
 import math
 
-from src.common.experiment.bench import measure, measure_in_subprocess, replicate
+from src.common.experiment.bench import (measure, measure_in_subprocess, replicate, stored_time_to_best,
+                                        time_to_best)
 
 from tests.conftest import checkerboard
 
@@ -23,3 +24,40 @@ def test_measure_in_process_and_in_a_fresh_process():
     assert sub.error == "" and sub.peak_rss_mib > 0 and not math.isnan(sub.s_per_epoch)
     bad = measure_in_subprocess("LightGCN", "scientific", 1, 1, 0, 1, {"no_such_key": 1}, timeout=300)
     assert "no_such_key" in bad.error
+
+
+def test_time_to_best_sums_the_recorded_epochs_and_validations_up_to_the_best_one():
+    history = [{"epoch": e, "seconds": 2.0, **({"valid": {}} if e % 2 else {})} for e in range(6)]
+    record = {"best_epoch": 3, "history": history, "eval_seconds": 0.5, "seconds_per_epoch": 9.0}
+    assert time_to_best(record) == 4 * 2.0 + 2 * 0.5          # epochs 0-3, evaluations after 1 and 3
+    assert time_to_best({"best_epoch": 3, "seconds_per_epoch": 1.5}) == 6.0   # no history recorded
+    assert math.isnan(time_to_best({"best_epoch": -1, "history": []}))        # never evaluated
+
+
+def test_stored_time_to_best_takes_the_best_config_by_valid_mean_over_its_seeds(tmp_path):
+    from src.common.experiment.results import ResultsStore
+
+    assert math.isnan(stored_time_to_best(tmp_path, "sports", "VBPR"))   # empty store: '-' in the table
+    store = ResultsStore(tmp_path, "sports")
+    runs = [("a", 0.1, 0, 0.30, 1.0), ("b", 0.1, 1, 0.32, 3.0),          # the best config, two seeds
+            ("c", 1.0, 0, 0.20, 0.1), ("d", 0.1, 0, 0.99, 0.1)]          # worse config; another label
+    for run_id, reg, seed, recall, s_per_epoch in runs:
+        label = "MOTOR-VBPR" if run_id == "d" else "VBPR"
+        store.write(tmp_path / "sports" / "VBPR" / run_id, {
+            "run_id": run_id, "status": "finished", "model": "VBPR", "label": label, "seed": seed,
+            "config": {"reg_weight": reg, "seed": seed, "valid_metric": "recall@20"},
+            "valid": {"recall@20": recall}, "best_epoch": 1, "seconds_per_epoch": s_per_epoch})
+    assert stored_time_to_best(tmp_path, "sports", "VBPR") == (2 * 1.0 + 2 * 3.0) / 2
+    assert math.isnan(stored_time_to_best(tmp_path, "sports", "BPR"))
+
+
+def test_real_runs_record_what_time_to_best_needs(tmp_path):
+    from src.common.experiment.search import run_search
+    from tests.common.experiment.test_search import space
+
+    summary = run_search(space(tmp_path, learning_rate=0.01, reg_weight=0.0), checkerboard())
+    (record,) = summary.records
+    assert len(record["history"]) == 2 and all("seconds" in h and "valid" in h for h in record["history"])
+    upto = record["history"][:record["best_epoch"] + 1]
+    expected = sum(h["seconds"] for h in upto) + len(upto) * record["eval_seconds"]
+    assert stored_time_to_best(tmp_path, "scientific", "BPR") == expected > 0
