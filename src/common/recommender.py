@@ -275,6 +275,15 @@ class GeneralRecommender(nn.Module):
         self._cached_output = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
+    def parameters_changed(self) -> None:
+        """Called by the trainer after every optimizer step: submodules that remember outputs
+        computed from the parameters (MOTOR's item representation) drop them. A fused optimizer
+        updates parameters without bumping their version counters, so this is the signal."""
+        self._cached_output = None
+        for module in self.modules():
+            if module is not self and hasattr(module, "parameters_changed"):
+                module.parameters_changed()
+
     def check_item_representation(self) -> None:
         """Refuse a non-default ``item_representation`` on a model that never asked for one (it
         would silently train with its own item vectors)."""

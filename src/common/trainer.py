@@ -175,6 +175,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            self.model.parameters_changed()          # cached outputs are stale now
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach())
             n_batches += 1

@@ -8,6 +8,8 @@ Multi-modal contrastive loss, no negatives: graph reconstruction (1 - cos(p(h_u)
     (1 - cos(p(h_i), h~_u)) over the batch's interactions; inter-modality alignment
     1 - cos(p(h_i^m), h~_i) and intra-modality masked reconstruction 1 - cos(p(h_i^m), h~_i^m),
     both weighted by cl_weight; plus reg_weight * (||H_U|| + ||H_I||) / n_items (MMRec's L2).
+    Ours, off by default: spread_weight * (||mean_b h_u/|h_u| ||^2 + ||mean_b h_i/|h_i| ||^2) over the
+    batch, the mean pairwise cosine, against the collapse seen with shared item tokens (MOTOR).
 Scores: <p(h_u), p(h_i)>. MMRec's code also fine-tunes the raw features f_i^m; here that is
 ``train_features`` (off by default: on scientific it scored lower on valid, and on Baby-sized
 features its Adam update dominates the epoch).
@@ -35,6 +37,7 @@ class BM3(GeneralRecommender):
         reg_weight: float = 0.1    # weight of the (unsquared) L2 norm of all user/item representations
         cl_weight: float = 2.0     # weight of the modality alignment + masked reconstruction losses
         train_features: bool = False  # fine-tune the raw modality features (MMRec's code does)
+        spread_weight: float = 0.0 # weight of the batch's mean pairwise cosine of h_u and h_i (anti-collapse; ours)
 
         def __post_init__(self):
             if self.n_layers < 0:
@@ -45,17 +48,17 @@ class BM3(GeneralRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.n_layers, self.dropout = config.n_layers, config.dropout
-        self.reg_weight, self.cl_weight = config.reg_weight, config.cl_weight
+        self.reg_weight, self.cl_weight, self.spread_weight = config.reg_weight, config.cl_weight, config.spread_weight
         d = self.embedding_size
         self.adj_sym = self.user_item_adjacency(dataset)
         self.user_emb = nn.Embedding(self.n_users, d)
         nn.init.xavier_uniform_(self.user_emb.weight)
         self.item_emb = self.item_representation(dataset, d)
-        if config.item_representation != "id":
-            # measured on scientific: MOTOR-BM3 peaks after one epoch and collapses (README, MOTOR)
-            logger.warning("BM3 learns without negatives; with item_representation=%s items that share "
-                           "tokens start alike and training collapsed on scientific (see README)",
-                           config.item_representation)
+        if config.item_representation != "id" and not config.spread_weight:
+            # measured on scientific: MOTOR-BM3 collapses (README, MOTOR); spread_weight prevents it
+            logger.warning("BM3 learns without negatives; with item_representation=%s a network shared by all "
+                           "items can map them to one vector and training collapsed on scientific: set "
+                           "spread_weight (e.g. 1.0) or motor_layers=0 (see README)", config.item_representation)
         # f_i^m: fine-tuned parameters as in MMRec's code, or frozen (then kept out of checkpoints)
         features = self.item_features(dataset)
         self.features = (nn.ParameterDict({m: nn.Parameter(f.clone()) for m, f in features.items()})
@@ -98,7 +101,12 @@ class BM3(GeneralRecommender):
             online_m = self.predictor(h_m)[row_of]
             align = align + losses.align_cosine(online_m, target_i)                  # inter-modality
             mask = mask + losses.align_cosine(online_m, self.target(h_m)[row_of])    # intra-modality
-        return {"reconstruct": reconstruct,
-                "align": self.cl_weight * align,
-                "mask": self.cl_weight * mask,
-                "reg": self.reg_weight * losses.norm_reg(users, items)}
+        parts = {"reconstruct": reconstruct,
+                 "align": self.cl_weight * align,
+                 "mask": self.cl_weight * mask,
+                 "reg": self.reg_weight * losses.norm_reg(users, items)}
+        if self.spread_weight:
+            distinct_u = torch.unique(batch.users)
+            parts["spread"] = self.spread_weight * (losses.mean_cosine(users[distinct_u])
+                                                    + losses.mean_cosine(items[distinct]))
+        return parts

@@ -13,12 +13,22 @@ Recommendation", 2024), in three steps:
    feature vector x_i^m into M sub-vectors and gives sub-vector j the index of its nearest of K
    k-means centroids of sub-space j: item i gets M tokens per modality, t_i^m in [0, K)^M.
    Fitted once per dataset and cached on disk, keyed by the feature bytes and the settings.
+   Items whose features differ but whose tokens all coincide would share one vector; with
+   ``pq_collision_token`` (our addition, as generative retrieval's semantic IDs append an index)
+   each item also gets one extra token: its rank among the distinct feature rows of its token
+   group (0 for an item alone in its group). Items with identical features keep identical tokens.
 2. Token embeddings: one learnable table of M*K rows per modality (sub-space j owns rows
    [jK, (j+1)K)); item i's tokens are looked up: E_i in R^{T x d}, T = M x #modalities.
 3. Token Cross Network (Sec. 3.3): L blocks that cross the tokens (a residual token-axis MLP
-   mixing the T tokens per embedding channel), mean pooling over the tokens, then a residual
-   channel MLP crossing the embedding dimensions: e_i in R^d. The modal-agnostic variant crosses
-   all T tokens together; the modal-specific one runs one network per modality and averages.
+   mixing the T tokens per embedding channel), a residual channel MLP crossing the embedding
+   dimensions, and mean pooling over the tokens: e_i in R^d. ``motor_channel_cross: token`` crosses
+   channels per token before pooling (Mixer-style); ``pooled`` (default, 1/T of the cost) crosses the
+   pooled vector once. They are different functions: mean_t g(x_t) != g(mean_t x_t) for a
+   non-linear g. The modal-agnostic variant crosses all T tokens together; the modal-specific one
+   runs one network per modality and averages.
+   Initialisation (ours; the paper does not say): the last layer of every residual MLP is zero, so
+   at the start e_i is the plain mean of its token embeddings, and the token tables are scaled so
+   that this mean has the per-entry spread of the ID table it replaces (xavier over n_items x d).
 
 e_i replaces the host's ID embedding; no loss is added. Parameters: #modalities*M*K*d for the
 tables plus the network — independent of the number of items.
@@ -26,6 +36,7 @@ tables plus the network — independent of the number of items.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -51,6 +62,8 @@ class ItemReprConfig:
     motor_fusion: Literal["agnostic", "specific"] = "agnostic"  # cross all modalities' tokens together, or per modality
     motor_layers: int = 1            # MOTOR: Token Cross Network blocks (0 = mean of token embeddings)
     motor_dropout: float = 0.0       # MOTOR: dropout inside the Token Cross Network
+    motor_channel_cross: Literal["pooled", "token"] = "pooled"  # cross channels after pooling, or per token
+    pq_collision_token: bool = True  # MOTOR: one extra token telling apart items whose PQ tokens coincide
 
     @staticmethod
     def inactive_keys(values) -> set[str]:
@@ -113,8 +126,34 @@ def pq_tokens(features: torch.Tensor, subspaces: int, codebook_size: int, n_iter
     return entry
 
 
+def collision_ranks(codes: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Each item's rank among the distinct rows of ``features`` within its group of identical
+    ``codes`` rows: (n,) int64, 0 for the first distinct feature row of a group (and for every item
+    alone in its group); items with identical features get the same rank."""
+    _, group = torch.unique(codes, dim=0, return_inverse=True)
+    _, content = torch.unique(features, dim=0, return_inverse=True)
+    ranks = torch.zeros(len(codes), dtype=torch.int64)
+    order = torch.argsort(group * (int(content.max()) + 1) + content)       # by group, then content
+    g, c = group[order], content[order]
+    new_group = torch.ones_like(g, dtype=torch.bool)
+    new_group[1:] = g[1:] != g[:-1]
+    new_content = new_group.clone()
+    new_content[1:] |= c[1:] != c[:-1]
+    counter = torch.cumsum(new_content.long(), 0)
+    start = counter[new_group][torch.cumsum(new_group.long(), 0) - 1]     # counter at the group's first row
+    ranks[order] = counter - start
+    return ranks
+
+
+def colliding_items(codes: torch.Tensor) -> int:
+    """How many items share their full token row with at least one other item."""
+    _, inverse, counts = torch.unique(codes, dim=0, return_inverse=True, return_counts=True)
+    return int((counts[inverse] > 1).sum())
+
+
 def item_tokens(config, dataset) -> dict[str, torch.Tensor]:
-    """MOTOR's tokens of every item, per modality the dataset has: {modality: (n_items, M)}."""
+    """MOTOR's tokens of every item, per modality the dataset has: {modality: (n_items, M)}, plus
+    ``{"collision": (n_items, 1)}`` with ``pq_collision_token`` (see :func:`collision_ranks`)."""
     modalities = dataset.require_features("MOTOR (item_representation: motor)")
     m_sub, k = config.pq_subspaces, config.pq_codebook_size
     tokens = {}
@@ -131,6 +170,11 @@ def item_tokens(config, dataset) -> dict[str, torch.Tensor]:
         entry = dataset.cached(key, lambda f=features, m=modality: pq_tokens(
             f, m_sub, k, config.pq_iterations, config.pq_seed, config.cache_dir, f"{dataset.name}-{m}"))
         tokens[modality] = entry["codes"]
+    if config.pq_collision_token:
+        raw = torch.cat([dataset.features[m].float() for m in modalities], 1)
+        tokens["collision"] = dataset.cached(
+            f"motor_collision:{m_sub}:{k}:{config.pq_iterations}:{config.pq_seed}:{config.cache_dir}",
+            lambda: collision_ranks(torch.cat(list(tokens.values()), 1), raw)[:, None])
     return tokens
 
 
@@ -150,46 +194,74 @@ class TokenCrossBlock(nn.Module):
 
 
 def _mlp(width: int, hidden: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width))
+    """width -> hidden -> width; the last layer starts at zero, so the residual branch starts neutral."""
+    mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width))
+    nn.init.zeros_(mlp[-1].weight)
+    nn.init.zeros_(mlp[-1].bias)
+    return mlp
 
 
 class TokenCrossNetwork(nn.Module):
-    """(B, T, d) -> (B, d): L token-crossing blocks, the mean over the tokens, then channel crossing
-    e <- e + V2 gelu(V1 LN(e)) (d -> d -> d) on the pooled vector. With L = 0: the plain mean of
-    the token embeddings (no network). Channels are crossed after pooling, not per token: the
-    same expressiveness per item at 1/T of the cost."""
+    """(B, T, d) -> (B, d): L token-crossing blocks, channel crossing x <- x + V2 gelu(V1 LN(x))
+    (d -> d -> d) and the mean over the tokens. ``channel_cross="pooled"`` applies the channel MLP
+    once to the pooled vector, ``"token"`` to every token before pooling; these differ (the mean of
+    a non-linear map is not the map of the mean), "pooled" costs 1/T. With L = 0: the plain mean
+    of the token embeddings (no network). At initialisation every residual branch is zero."""
 
-    def __init__(self, n_tokens: int, dim: int, layers: int, dropout: float = 0.0):
+    def __init__(self, n_tokens: int, dim: int, layers: int, dropout: float = 0.0,
+                 channel_cross: str = "pooled"):
         super().__init__()
         self.blocks = nn.Sequential(*(TokenCrossBlock(n_tokens, dim, dropout) for _ in range(layers)))
         self.channel = nn.Sequential(nn.LayerNorm(dim), _mlp(dim, dim, dropout)) if layers else None
+        self.per_token = channel_cross == "token"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.blocks(x).mean(1)
-        return pooled if self.channel is None else pooled + self.channel(pooled)
+        x = self.blocks(x)
+        if self.channel is not None and self.per_token:
+            x = x + self.channel(x)
+        pooled = x.mean(1)
+        if self.channel is not None and not self.per_token:
+            pooled = pooled + self.channel(pooled)
+        return pooled
 
 
 # ----------------------------------------------------------------------------- the representation
 class MotorRepresentation(nn.Module):
     """Items as shared multimodal tokens (step 2) crossed by a Token Cross Network (step 3).
 
-    ``tokens``: {modality: (n_items, M) token indices in [0, K)}; ``forward(items=None)`` returns
-    (n_items, dim) or (len(items), dim). The item -> row indices are buffers, so a checkpoint
-    carries the tokenisation its tables were trained with.
+    ``tokens``: {modality: (n_items, M) token indices in [0, K)}, optionally with ``"collision"``:
+    (n_items, 1) collision ranks (its own small table, crossed with every modality's tokens);
+    ``forward(items=None)`` returns (n_items, dim) or (len(items), dim). The item -> row indices
+    are buffers, so a checkpoint carries the tokenisation its tables were trained with.
+    ``id_std``: the per-entry std of the ID table being replaced; the initial output (the mean of
+    the item's token embeddings) gets that spread.
 
     Speed: hosts ask for all items (``rep()``) and/or for the batch's rows (``rep(pos)``,
-    ``rep(neg)``) in one training step. The last all-items output is remembered until a parameter
-    changes, the grad mode or train/eval mode changes, or a backward pass goes through it, and
-    rows are taken from it (same values, same graph). A request for many rows without a valid
-    memo encodes all items once (the next request reuses it); a small one encodes its distinct
-    items only.
+    ``rep(neg)``) in one training step. The last all-items output is remembered and rows are
+    taken from it (same values, same graph) until one of: :meth:`parameters_changed` (the trainer
+    calls it after every optimizer step: a fused optimizer updates the tensors without bumping
+    their version counters), ``load_state_dict``, an in-place edit that bumps a version counter,
+    a change of grad mode or train/eval mode, or a backward pass through it (its graph is freed).
+    A request for many rows without a valid memo encodes all items once (the next request reuses
+    it); a small one encodes its distinct items only.
     """
 
     def __init__(self, tokens: dict[str, torch.Tensor], codebook_size: int, dim: int,
-                 fusion: str = "agnostic", layers: int = 1, dropout: float = 0.0):
+                 fusion: str = "agnostic", layers: int = 1, dropout: float = 0.0,
+                 channel_cross: str = "pooled", id_std: float | None = None):
         super().__init__()
+        tokens = dict(tokens)
+        collision = tokens.pop("collision", None)
         self.modalities, self.fusion = list(tokens), fusion
         self.n_items = next(iter(tokens.values())).shape[0]
+        n_extra = 0 if collision is None else 1
+        per_net = ([sum(c.shape[1] for c in tokens.values())] if fusion == "agnostic"
+                   else [c.shape[1] for c in tokens.values()])
+        # the initial output is the mean over a network's T tokens of which T - n_extra are content
+        # tokens of std s: its std is s * sqrt(T - n_extra) / T; choose s so that this is id_std
+        id_std = math.sqrt(2.0 / (self.n_items + dim)) if id_std is None else id_std
+        # (modal-specific: the mean of len(per_net) independent such means, hence the last factor)
+        token_std = id_std * max((t + n_extra) / math.sqrt(t) for t in per_net) * math.sqrt(len(per_net))
         self.token_emb = nn.ModuleDict()
         for m, codes in tokens.items():
             n_sub = codes.shape[1]
@@ -197,30 +269,44 @@ class MotorRepresentation(nn.Module):
             rows = codes.long() + codebook_size * torch.arange(n_sub, device=codes.device)
             self.register_buffer(f"rows_{m}", rows)                        # (n_items, M)
             table = nn.Embedding(n_sub * codebook_size, dim)
-            nn.init.xavier_uniform_(table.weight)
+            nn.init.normal_(table.weight, std=token_std)
             self.token_emb[m] = table
+        self.collision_emb = None
+        if collision is not None:
+            self.register_buffer("rows_collision", collision.long().reshape(-1, 1))
+            self.collision_emb = nn.Embedding(int(collision.max()) + 1, dim)
+            nn.init.normal_(self.collision_emb.weight, std=token_std)
+            with torch.no_grad():                          # rank 0 (nearly every item) starts neutral
+                self.collision_emb.weight[0].zero_()
         if fusion == "agnostic":
-            n_tokens = sum(c.shape[1] for c in tokens.values())
-            self.cross = nn.ModuleDict({"all": TokenCrossNetwork(n_tokens, dim, layers, dropout)})
+            self.cross = nn.ModuleDict({"all": TokenCrossNetwork(per_net[0] + n_extra, dim, layers, dropout,
+                                                                 channel_cross)})
         else:
-            self.cross = nn.ModuleDict({m: TokenCrossNetwork(c.shape[1], dim, layers, dropout)
+            self.cross = nn.ModuleDict({m: TokenCrossNetwork(c.shape[1] + n_extra, dim, layers, dropout,
+                                                             channel_cross)
                                         for m, c in tokens.items()})
         self._memo: tuple[tuple, torch.Tensor] | None = None
+        self._generation = 0
 
     def token_embeddings(self, items: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Step 2: {modality: (B, M, d)} embeddings of the items' tokens."""
+        """Step 2: {modality: (B, M, d)} embeddings of the items' tokens (and ``"collision"``: (B, 1, d))."""
         out = {}
         for m in self.modalities:
             rows = getattr(self, f"rows_{m}")
             out[m] = self.token_emb[m](rows if items is None else rows[items])
+        if self.collision_emb is not None:
+            rows = self.rows_collision
+            out["collision"] = self.collision_emb(rows if items is None else rows[items])
         return out
 
     def encode(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """Steps 2-3 for the given items (all when None): (B, dim)."""
         per_modality = self.token_embeddings(items)
+        extra = [per_modality["collision"]] if "collision" in per_modality else []
         if self.fusion == "agnostic":                                     # cross across modalities
-            return self.cross["all"](torch.cat([per_modality[m] for m in self.modalities], 1))
-        return torch.stack([self.cross[m](per_modality[m]) for m in self.modalities]).mean(0)
+            return self.cross["all"](torch.cat([per_modality[m] for m in self.modalities] + extra, 1))
+        return torch.stack([self.cross[m](torch.cat([per_modality[m]] + extra, 1))
+                            for m in self.modalities]).mean(0)
 
     def forward(self, items: torch.Tensor | None = None) -> torch.Tensor:
         if items is None:
@@ -236,11 +322,21 @@ class MotorRepresentation(nn.Module):
             self.forward()                          # many rows: encode all once, share it
         return self._memo[1][items]
 
+    def parameters_changed(self) -> None:
+        """The parameters were updated (an optimizer step): the remembered output is stale."""
+        self._generation += 1
+        self._memo = None
+
     def _state(self) -> tuple:
-        return torch.is_grad_enabled(), self.training, tuple(p._version for p in self.parameters())
+        return (self._generation, torch.is_grad_enabled(), self.training,
+                tuple(p._version for p in self.parameters()))
 
     def _forget(self, grad: torch.Tensor) -> None:
         self._memo = None
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.parameters_changed()
+        return super()._load_from_state_dict(*args, **kwargs)
 
     def __getstate__(self):           # deepcopy / pickling never carries a live graph
         state = self.__dict__.copy()
@@ -255,13 +351,17 @@ def build_item_representation(config, dataset, dim: int) -> nn.Module:
     if kind == "motor":
         tokens = item_tokens(config, dataset)
         rep = MotorRepresentation(tokens, config.pq_codebook_size, dim, config.motor_fusion,
-                                  config.motor_layers, config.motor_dropout)
-        signatures = torch.cat(list(tokens.values()), 1)
+                                  config.motor_layers, config.motor_dropout, config.motor_channel_cross)
+        content = torch.cat([tokens[m] for m in tokens if m != "collision"], 1)
+        raw = torch.cat([dataset.features[m].float() for m in tokens if m != "collision"], 1)
         n_params = sum(p.numel() for p in rep.parameters())
-        logger.info("MOTOR item representation: %s x %d tokens of %d codes, %s fusion, %d cross layer(s); "
-                    "%d distinct token sets for %d items; %d parameters (an ID table: %d)",
-                    "+".join(tokens), config.pq_subspaces, config.pq_codebook_size, config.motor_fusion,
-                    config.motor_layers, len(torch.unique(signatures, dim=0)), dataset.n_items,
-                    n_params, dataset.n_items * dim)
+        logger.info("MOTOR item representation: %s x %d tokens of %d codes%s, %s fusion, %d cross layer(s) "
+                    "(channels crossed %s); colliding items: %d with PQ tokens, %d with all tokens, %d with "
+                    "identical features (of %d); item-side parameters: %d (an ID table: %d)",
+                    "+".join(m for m in tokens if m != "collision"), config.pq_subspaces,
+                    config.pq_codebook_size, " + 1 collision token" if "collision" in tokens else "",
+                    config.motor_fusion, config.motor_layers, config.motor_channel_cross,
+                    colliding_items(content), colliding_items(torch.cat(list(tokens.values()), 1)),
+                    colliding_items(raw), dataset.n_items, n_params, dataset.n_items * dim)
         return rep
     raise ValueError(f"unknown item_representation {kind!r}")

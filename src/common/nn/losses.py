@@ -123,3 +123,9 @@ _LN_2 = 0.6931471805599453     # ln(2)
 def align_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Negative-free alignment: mean_b (1 - cos(a_b, b_b)); ``b`` is usually a detached target."""
     return (1 - F.cosine_similarity(a, b, dim=-1)).mean()
+
+
+def mean_cosine(x: torch.Tensor) -> torch.Tensor:
+    """||mean_b x_b / ||x_b||| ^2 = mean over all ordered pairs (b, c), b = c included, of cos(x_b, x_c):
+    1 when the rows point one way (collapse), about 1/B for rows spread in all directions. O(B d)."""
+    return torch.nn.functional.normalize(x, dim=1).mean(0).pow(2).sum()

@@ -138,3 +138,114 @@ def test_fitting_tokens_leaves_the_global_rng_alone(tmp_path):
     torch.manual_seed(0)
     pq_tokens(torch.randn(40, 8), 2, 4, cache_dir=str(tmp_path), name="rng")   # cache hit
     assert torch.equal(torch.rand(1), after_fit)
+
+
+# ----------------------------------------------------------------------------- collisions (issue 15)
+def test_collision_ranks_separate_near_identical_items_but_not_identical_ones():
+    codes = torch.tensor([[1, 2], [1, 2], [1, 2], [1, 2], [3, 4], [3, 4]])
+    features = torch.tensor([[0.0], [0.0], [1e-6], [2.0], [5.0], [5.0]])
+    ranks = item_repr.collision_ranks(codes, features)
+    assert ranks[0] == ranks[1]                                     # identical features: one vector
+    assert len({int(ranks[0]), int(ranks[2]), int(ranks[3])}) == 3  # near-identical: told apart
+    assert ranks[4] == ranks[5] == 0
+    assert ranks.min() == 0 and ranks.max() == 2
+    with_rank = torch.cat([codes, ranks[:, None]], 1)
+    assert item_repr.colliding_items(codes) == 6
+    assert item_repr.colliding_items(with_rank) == 4                # items 0,1 and 4,5: identical features
+
+
+def test_near_identical_items_get_different_vectors_identical_ones_the_same(tmp_path, caplog):
+    ds = checkerboard()
+    features = {m: ds.features[m].clone() for m in ds.modalities}
+    for f in features.values():
+        f[7] = f[3]
+        f[9] = f[3] + 1e-4                                           # same PQ tokens, other features
+    ds.features = features
+    with caplog.at_level("INFO", logger="src.common.nn.item_repr"):
+        rep = build_item_representation(motor_config(tmp_path), ds, 8)
+    assert "colliding items" in caplog.text and "item-side parameters" in caplog.text
+    pq_rows = torch.cat([getattr(rep, f"rows_{m}") for m in rep.modalities], 1)
+    assert torch.equal(pq_rows[9], pq_rows[3])
+    assert rep.rows_collision[9] != rep.rows_collision[3] and rep.rows_collision[7] == rep.rows_collision[3]
+    out = rep()
+    torch.testing.assert_close(out[7], out[3])
+    assert not torch.allclose(out[9], out[3])
+    off = build_item_representation(motor_config(tmp_path, pq_collision_token=False), ds, 8)
+    torch.testing.assert_close(off()[9], off()[3])                 # without the token they merge
+
+
+def test_collisions_on_scientific_come_down_to_the_raw_duplicates(scientific, tmp_path):
+    cfg = config_for("BPR", item_representation="motor", cache_dir=str(tmp_path))
+    tokens = item_tokens(cfg, scientific)
+    raw = torch.cat([scientific.features[m].float() for m in scientific.modalities], 1)
+    pq_only = torch.cat([tokens[m] for m in scientific.modalities], 1)
+    n_raw = item_repr.colliding_items(raw)
+    assert item_repr.colliding_items(pq_only) > 5 * n_raw            # 8 x 64 PQ merges items (204 vs 12)
+    assert item_repr.colliding_items(torch.cat(list(tokens.values()), 1)) == n_raw
+
+
+# ----------------------------------------------------------------------------- neutral start (issue 15)
+def pairwise_cosine(x):
+    n = torch.nn.functional.normalize(x, dim=1)
+    c = n @ n.T
+    return float(c[~torch.eye(len(c), dtype=torch.bool)].mean())
+
+
+def test_initial_output_has_the_scale_and_diversity_of_an_id_table(scientific, tmp_path):
+    cfg = config_for("BPR", item_representation="motor", cache_dir=str(tmp_path))
+    torch.manual_seed(0)
+    motor = build_item_representation(cfg, scientific, 64)().detach()
+    ids = build_item_representation(cfg.replace(item_representation="id"), scientific, 64)().detach()
+    ratio = float(motor.pow(2).mean().sqrt() / ids.pow(2).mean().sqrt())
+    assert 0.8 < ratio < 1.25, ratio                                # was 1.78 / 0.28 ~ 6.4
+    assert pairwise_cosine(motor) < 0.1                             # was 0.27
+
+
+def test_cross_network_starts_as_the_mean_of_token_embeddings_and_its_variants_differ(tmp_path):
+    tokens = {"image": torch.randint(0, 4, (10, 3)), "text": torch.randint(0, 4, (10, 2))}
+    torch.manual_seed(0)
+    pooled = MotorRepresentation(tokens, 4, 6, layers=2, channel_cross="pooled")
+    per_token = MotorRepresentation(tokens, 4, 6, layers=2, channel_cross="token")
+    per_token.load_state_dict(pooled.state_dict())
+    mean = torch.cat(list(pooled.token_embeddings().values()), 1).mean(1)
+    torch.testing.assert_close(pooled(), mean)
+    torch.testing.assert_close(per_token(), mean)
+    with torch.no_grad():                              # once the channel MLP is non-zero they differ:
+        for rep in (pooled, per_token):                # mean_t g(x_t) != g(mean_t x_t)
+            torch.manual_seed(1)
+            for p in rep.cross.parameters():
+                p.add_(0.5 * torch.randn_like(p))
+    assert not torch.allclose(pooled(), per_token(), atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- memo (issue 15)
+def test_memo_is_dropped_after_a_fused_optimizer_step(tmp_path):
+    """A host that reads item vectors after an optimizer step whose loss did not backpropagate
+    through the remembered output: the explicit notification makes the memo fresh."""
+    from src.common.trainer import adam
+    rep = build_item_representation(motor_config(tmp_path), checkerboard(), 8)
+    rep.train()
+    items = torch.arange(20)
+    stale = rep()                                        # remembered, never backpropagated
+    optimizer = adam(rep.parameters(), lr=0.1, weight_decay=0.0)
+    rep.encode(torch.tensor([0, 1, 2])).pow(2).sum().backward()   # loss around the memo
+    versions = [p._version for p in rep.parameters()]
+    optimizer.step()
+    if [p._version for p in rep.parameters()] == versions:          # fused Adam: counters unchanged,
+        assert torch.equal(rep(items), stale[items])                # so the version check alone is stale
+    rep.parameters_changed()
+    fresh = rep(items)
+    torch.testing.assert_close(fresh, rep.encode(items))
+    assert not torch.allclose(fresh, stale[items])
+
+
+def test_trainer_notifies_the_model_after_every_optimizer_step(tmp_path, monkeypatch):
+    from src.common.trainer import Trainer
+    ds = checkerboard()
+    cfg = motor_config(tmp_path, train_batch_size=64)
+    trainer = Trainer(cfg, ds)
+    rep = next(m for m in trainer.model.modules() if isinstance(m, MotorRepresentation))
+    calls = []
+    monkeypatch.setattr(rep, "parameters_changed", lambda: calls.append(1))
+    trainer.train_epoch(0)
+    assert len(calls) == len(list(trainer.sampler)) > 0
