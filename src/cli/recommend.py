@@ -2,7 +2,8 @@
 
 ``--users all --out topk.tsv`` ranks every user in batches (with progress) and writes
 ``userID  rank  itemID  score``; without ``--out`` the chosen users' lists are printed, with item
-titles when the dataset has an ``item_text_file``.
+titles when the dataset has an ``item_text_file`` and the source ids (e.g. ASINs) when the dataset
+folder has MMRec's ``i_id_mapping.csv`` / ``u_id_mapping.csv``.
 """
 from __future__ import annotations
 
@@ -60,14 +61,19 @@ def run(args) -> int:
     top = model.recommend(users, args.k, exclude=exclude)
     print(header(record, args.k, args.exclude, dataset))
     titles = dataset.item_text()
+    sources, user_sources = dataset.original_ids("item"), dataset.original_ids("user")
+    width = max((len(x) for x in sources), default=0)
     for row, user in enumerate(users):
-        print(f"\nuser {user}: {history(dataset, int(user), titles)}")
-        print(f"{'rank':>4}  {'itemID':>6}  {'score':>8}" + ("  title" if titles else ""))
+        source = f" ({user_sources[user]})" if user_sources and user_sources[user] else ""
+        print(f"\nuser {user}{source}: {history(dataset, int(user), titles)}")
+        print(f"{'rank':>4}  {'itemID':>6}" + (f"  {'source id':<{width}}" if sources else "")
+              + f"  {'score':>8}" + ("  title" if titles else ""))
         for rank, (item, score) in enumerate(zip(top.items[row].tolist(), top.scores[row].tolist()), 1):
             if item < 0:
                 break
             title = f"  {short(titles[item])}" if titles else ""
-            print(f"{rank:>4}  {item:>6}  {score:>8.4f}{title}")
+            source = f"  {sources[item]:<{width}}" if sources else ""
+            print(f"{rank:>4}  {item:>6}{source}  {score:>8.4f}{title}")
     return 0
 
 

@@ -85,6 +85,11 @@ class RunConfig:
         for name in ("epochs", "train_batch_size", "eval_batch_size", "eval_step", "embedding_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.learning_rate > 0:  # "not >" also rejects NaN
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        for name in ("weight_decay", "threads", "cold_threshold"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.stopping_step < 1:
             raise ValueError(f"stopping_step must be >= 1, got {self.stopping_step}")
         if self.save_topk < 0:
@@ -163,6 +168,8 @@ class DatasetConfig:
     def __post_init__(self):
         if self.feature_batch_rows <= 0:
             raise ValueError(f"feature_batch_rows must be positive, got {self.feature_batch_rows}")
+        if self.n_items < 0:
+            raise ValueError(f"n_items must be >= 0 (0 = max item id + 1), got {self.n_items}")
 
 
 Section = type  # a dataclass type
@@ -487,7 +494,9 @@ class ConfigSpace:
             try:
                 cls(**kwargs)
             except (ValueError, TypeError) as e:
-                raise ConfigError(f"invalid {name} settings: {e}") from None
+                named = [k for k in kwargs if re.search(rf"\b{k}\b", str(e))]
+                where = ", ".join(f"{k} from {self.sources.get(k, 'default')}" for k in named)
+                raise ConfigError(f"invalid {name} settings: {e}" + (f" ({where})" if where else "")) from None
         return Config(values)
 
 
