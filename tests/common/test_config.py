@@ -96,3 +96,21 @@ def test_motor_settings_stay_out_of_an_id_runs_identity():
     assert cfg.replace(pq_codebook_size=cfg.pq_codebook_size * 2).identity() == cfg.identity()
     motor = cfg.replace(item_representation="motor")
     assert motor.replace(pq_codebook_size=cfg.pq_codebook_size * 2).identity() != motor.identity()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("learning_rate", -0.001, "learning_rate must be positive, got -0.001 (learning_rate from --set)"),
+    ("learning_rate", 0, "learning_rate must be positive"),
+    ("weight_decay", -1, "weight_decay must be >= 0"),
+    ("train_batch_size", 0, "train_batch_size must be positive"),
+    ("cold_threshold", -1, "cold_threshold must be >= 0"),
+    ("n_items", -5, "n_items must be >= 0"),
+])
+def test_run_key_ranges_are_checked_when_the_config_is_read(key, value, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve("BPR", "scientific", {key: value})
+
+
+def test_a_negative_rate_in_a_grid_fails_before_any_point_runs():
+    with pytest.raises(ConfigError, match="learning_rate must be positive, got -0.01"):
+        resolve("BPR", "scientific", {"hyper_parameters": ["reg_weight", "learning_rate"], "learning_rate": [0.01, -0.01]})

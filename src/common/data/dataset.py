@@ -117,7 +117,7 @@ class Dataset:
         if n_items:
             beyond = np.flatnonzero(items >= n_items)
             if len(beyond):
-                raise DataError(f"{source}, line {beyond[0] + 2}: {item_field} {items[beyond[0]]} is out of range "
+                raise DataError(f"{source}, line {beyond[0] + 2}: item id {items[beyond[0]]} is out of range "
                                 f"for n_items={n_items}")
         else:
             _check_dense_ids(items, item_field, source)
@@ -380,7 +380,7 @@ def _read_id_mapping(path: Path, n: int, kind: str) -> list[str]:
     bad = ids.isna() | (ids < 0) | (ids >= n) | (ids != ids.round())
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{path}, line {row + 2}: {ours} {df[ours].iloc[row]!r} is not a {kind} id in 0..{n - 1}")
+        raise DataError(f"{path}, line {row + 2}: {ours} {df[ours].iloc[row]!r} is not an id in 0..{n - 1} (the dataset has {n} {kind}s)")
     out = np.full(n, "", dtype=object)
     out[ids.to_numpy().astype(np.int64)] = df[source].to_numpy()
     return out.tolist()
