@@ -42,6 +42,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.k < 1:  # checked before the run is loaded
+        raise ConfigError(f"-k {args.k}: must be >= 1 (items per user)")
     results_dir, runtime = split_results_dir(overrides_of(args))
     users_all = args.users.strip().lower() == "all"
     if users_all and not args.out:
@@ -86,6 +88,8 @@ def parse_users(text: str) -> np.ndarray:
         lo, _, hi = token.partition("-")
         if not lo.isdigit() or (hi and not hi.isdigit()):
             raise ConfigError(f"--users {text!r}: {token!r} is not a user id or a range a-b of ids")
+        if hi and int(hi) < int(lo):
+            raise ConfigError(f"--users {text!r}: range {token} is empty (write low-high)")
         ids.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
     if not ids:
         raise ConfigError(f"--users {text!r}: no user ids given")

@@ -388,9 +388,13 @@ class Config(Mapping):
 def load_yaml(path: Path) -> dict[str, Any]:
     """Read one YAML layer; malformed YAML or a non-mapping top level is a ConfigError."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); a YAML layer is a text file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

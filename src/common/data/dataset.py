@@ -17,7 +17,6 @@ features); models never see paths.
 """
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import logging
@@ -30,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from src.common.errors import DataError
+from src.common.errors import DataError, first_non_utf8_line
 from src.common.data.feature_store import ArrayStore, FeatureStore, open_lmdb
 from src.common.paths import from_root
 
@@ -436,25 +435,6 @@ def _read_inter(path: Path, required: list[str]) -> pd.DataFrame:
     if df.empty:
         raise DataError(f"{path}: no interactions below the header")
     return df
-
-
-def first_non_utf8_line(path: Path, chunk: int = 1 << 20) -> int:
-    """The 1-based line of the first byte sequence that is not UTF-8 (0 if there is none); reads
-    ``chunk`` bytes at a time, so a binary file without newlines costs no more memory."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as e:
-                return line + block[:max(e.start, 0)].count(b"\n")
-            line += block.count(b"\n")
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return line
-    return 0
 
 
 def _validated_columns(df: pd.DataFrame, source: str, user_field: str, item_field: str,
