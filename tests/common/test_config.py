@@ -114,3 +114,12 @@ def test_run_key_ranges_are_checked_when_the_config_is_read(key, value, message)
 def test_a_negative_rate_in_a_grid_fails_before_any_point_runs():
     with pytest.raises(ConfigError, match="learning_rate must be positive, got -0.01"):
         resolve("BPR", "scientific", {"hyper_parameters": ["reg_weight", "learning_rate"], "learning_rate": [0.01, -0.01]})
+
+
+@pytest.mark.parametrize("model, key, value", [
+    ("BPR", "reg_weight", -1.0), ("LightGCN", "n_layers", -1), ("VBPR", "reg_weight", -0.1),
+    ("FREEDOM", "reg_weight", -1e-4), ("LATTICE", "weight_size", []), ("BM3", "cl_weight", -2.0),
+])
+def test_model_key_ranges_are_checked_when_the_config_is_read(model, key, value):
+    with pytest.raises(ConfigError, match=f"invalid model {model} settings: .*{key}"):
+        resolve(model, "scientific", {key: value})
