@@ -1,7 +1,7 @@
 """Config layering, typing, validation and grid expansion."""
 import pytest
 
-from src.common.config import ConfigError, parse_override
+from src.common.config import ConfigError, load_yaml, parse_override
 from src.common.recommender import resolve
 
 
@@ -123,3 +123,10 @@ def test_a_negative_rate_in_a_grid_fails_before_any_point_runs():
 def test_model_key_ranges_are_checked_when_the_config_is_read(model, key, value):
     with pytest.raises(ConfigError, match=f"invalid model {model} settings: .*{key}"):
         resolve(model, "scientific", {key: value})
+
+
+def test_a_key_given_twice_in_one_yaml_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("reg_weight: 0.1\nn_layers: 2\nreg_weight: 0.2\n")
+    with pytest.raises(ConfigError, match=r"m.yaml:3: malformed YAML: key 'reg_weight' is given twice"):
+        load_yaml(path)
