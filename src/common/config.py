@@ -6,7 +6,8 @@ Every key is declared once, as a field of a dataclass (the *schema*): the run-le
 :class:`RunConfig`, the dataset keys in :class:`DatasetConfig`, each model's keys in its nested
 ``Params`` dataclass, and any extra section (e.g. the item representation) through
 :func:`register_section`. The loader rejects unknown keys (with a suggestion), values of the wrong
-type and lists under keys that expect a scalar, naming the file and the key.
+type and lists under keys that expect a scalar, naming the file and the key. MMRec's own key names
+are read as ours first (:mod:`src.common.mmrec`), so MMRec's YAMLs load as they are.
 
 Grid search keeps MMRec's convention: a list is a sweep only under a key named in
 ``hyper_parameters``; the Cartesian product of those lists (and of ``seed`` when it is a list)

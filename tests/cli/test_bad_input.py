@@ -129,3 +129,14 @@ def test_an_lmdb_manifest_with_a_malformed_entry_names_it(tmp_path):
     (store / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="manifest.json: array 'text' needs n_rows >= 0, dim >= 1"):
         open_lmdb(store)
+
+
+def test_item_text_tables_name_the_bad_line(tmp_path):
+    from src.common.nn.tokens import read_item_text
+    table = tmp_path / "item_text.tsv"
+    table.write_text("itemID\ttext\n0\tred shoe\nx1\tblue hat\n")
+    with pytest.raises(DataError, match=r"item_text.tsv, line 3: itemID 'x1' is not an integer"):
+        read_item_text(table)
+    table.write_bytes(b"itemID\ttext\n0\t\xff\xfe\n")
+    with pytest.raises(DataError, match=r"item_text.tsv, line 2: not UTF-8 text"):
+        read_item_text(table)

@@ -342,7 +342,12 @@ def _read_item_text(path: Path | None, n_items: int) -> list[str]:
     if not Path(path).exists():
         logger.warning("item text file not found: %s (item_text_file in the dataset YAML); no titles", path)
         return []
-    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}, line {first_non_utf8_line(path)}: not UTF-8 text") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path}: not a tab-separated table with a header ({str(e).strip()})") from None
     missing = [c for c in ("itemID", "text") if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; the header has {list(df.columns)}")
