@@ -98,7 +98,7 @@ CHECKED: dict[str, tuple[Callable[[Any], bool], str]] = {
 NOT_APPLIED: dict[str, tuple[Callable[[Any], bool], str]] = {
     "filter_out_cod_start_users": (
         lambda v: not _is_false(v),
-        "valid/test users without train interactions are kept and evaluated (none in MMRec's 5-core data)"),
+        "valid/test users without train interactions are kept and evaluated; MMRec's 5-core data has none"),
     "save_recommended_topk": (
         lambda v: not _is_false(v),
         "use save_topk: K to write every test user's top-K to the run folder"),
