@@ -42,8 +42,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    if args.k < 1:  # checked before the run is loaded
+    if args.k < 1:  # the arguments are checked before the run is loaded
         raise ConfigError(f"-k {args.k}: must be >= 1 (items per user)")
+    exclusion_parts(args.exclude)
     results_dir, runtime = split_results_dir(overrides_of(args))
     users_all = args.users.strip().lower() == "all"
     if users_all and not args.out:
@@ -99,14 +100,22 @@ def parse_users(text: str) -> np.ndarray:
 def exclusion(dataset, spec: str):
     """The (n_users, n_items) interactions ``recommend`` must not return: ``train``,
     ``train+valid``, ``train+valid+test``; ``none`` -> None."""
-    if spec.strip().lower() == "none":
+    parts = exclusion_parts(spec)
+    if not parts:
         return None
+    return sum(dataset.split(p).matrix(dataset.n_users, dataset.n_items) for p in dict.fromkeys(parts)).tocsr()
+
+
+def exclusion_parts(spec: str) -> list[str]:
+    """The splits named by ``--exclude`` (``[]`` for ``none``); an unknown name is a ConfigError."""
+    if spec.strip().lower() == "none":
+        return []
     parts = [p.strip().lower() for p in spec.split("+")]
     unknown = [p for p in parts if p not in SPLITS]
     if unknown:
         raise ConfigError(f"--exclude {spec!r}: {unknown[0]!r} is not a split; use train, train+valid, "
                           f"train+valid+test or none")
-    return sum(dataset.split(p).matrix(dataset.n_users, dataset.n_items) for p in dict.fromkeys(parts)).tocsr()
+    return parts
 
 
 def header(record, k: int, exclude: str, dataset) -> str:

@@ -2,12 +2,14 @@
 [--set key=value ...]``"""
 from __future__ import annotations
 
+import difflib
 import logging
 
 import numpy as np
 
 from src.cli._common import add_model_dataset, models_of, overrides_of
-from src.common.config import schema_for
+from src.common import mmrec
+from src.common.config import ConfigError, schema_for
 from src.common.recommender import get_model_class, resolve
 from src.common.data.dataset import load_dataset
 from src.common.experiment.executors import executor_for
@@ -66,8 +68,14 @@ def overrides_per_model(models: list[str], overrides: dict) -> dict[str, dict]:
     (reported once as not applicable to the others); every other key goes to all, so a key that no
     model and no run-level section declares stays an unknown-key error."""
     declared = {m: set(schema_for(get_model_class(m)).keys) for m in models}
+    everyone = set().union(*declared.values())
     out = {m: {} for m in models}
     for key, value in overrides.items():
+        if len(models) > 1 and key not in everyone and not mmrec.is_mmrec_key(key):
+            close = difflib.get_close_matches(key, everyone, n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"--set: unknown config key {key!r}: none of {', '.join(models)} and no "
+                              f"layer declares it.{hint} Every key of a model: python main.py keys -m {models[0]}")
         takers = [m for m in models if key in declared[m]] or models
         for m in takers:
             out[m][key] = value

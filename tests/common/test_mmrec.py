@@ -229,7 +229,7 @@ def test_keys_command_lists_type_default_and_meaning(capsys):
     assert "inter_file_name" in capsys.readouterr().out
 
 
-def test_multi_model_set_goes_to_the_models_that_declare_the_key(mmrec, caplog):
+def test_multi_model_set_goes_to_the_models_that_declare_the_key(mmrec, caplog, capsys):
     caplog.set_level("INFO")
     per_model = overrides_per_model(["BPR", "LightGCN"], {"n_layers": 1, "learning_rate": 0.01})
     assert per_model["BPR"] == {"learning_rate": 0.01}
@@ -238,3 +238,5 @@ def test_multi_model_set_goes_to_the_models_that_declare_the_key(mmrec, caplog):
     # a key no model and no section declares is still an error, before anything trains
     overrides = [f"{k}={v}" for k, v in mmrec.items()]
     assert main(["-m", "BPR,LightGCN", "-d", "mmsports", "--set", "n_layres=1", *overrides]) == 2
+    assert "unknown config key 'n_layres': none of BPR, LightGCN and no layer declares it. Did you mean " \
+           "'n_layers'" in capsys.readouterr().err
