@@ -33,8 +33,7 @@ class Translated:
 
     values: dict[str, Any]
     ignored: list[str] = field(default_factory=list)      # keys without effect here
-    unsupported: list[str] = field(default_factory=list)  # "key=value: what we do instead"
-    renamed: dict[str, str] = field(default_factory=dict)  # MMRec key -> our key
+    unsupported: list[str] = field(default_factory=list)  # "key=value (what we do instead)"
 
 
 def _field_name(value: Any) -> str:
@@ -118,7 +117,6 @@ def translate(values: Mapping[str, Any], declared: set[str] | Mapping[str, Any])
     for key, value in values.items():
         if key == "data_path" and str(value).rstrip("/") == "../data":  # MMRec runs from its src/
             out.values[key] = "data"
-            out.renamed["data_path '../data/' (relative to MMRec's src/)"] = "data_path 'data'"
         elif key in declared or not is_mmrec_key(key):
             out.values[key] = value
         elif key in RENAMED:
@@ -128,14 +126,9 @@ def translate(values: Mapping[str, Any], declared: set[str] | Mapping[str, Any])
             files = dict(out.values.get("feature_files") or values.get("feature_files") or {})
             files[FEATURE_FILES[key]] = str(value)
             out.values["feature_files"] = files
-            out.renamed[key] = "feature_files"
         elif key in DEVICE_KEYS:
-            if key == "use_gpu" or "use_gpu" not in values:
-                device = _device(values.get("use_gpu", True), values.get("gpu_id", 0))
-                if device is not None:
-                    _put(out, key, "device", device, values)
-                else:
-                    out.ignored.append(key)
+            if key == "use_gpu" or "use_gpu" not in values:  # the pair gives one device
+                _put(out, key, "device", _device(values.get("use_gpu", True), values.get("gpu_id", 0)), values)
         elif key in CHECKED:
             accepted, supported = CHECKED[key]
             try:
@@ -162,10 +155,9 @@ def _put(out: Translated, mmrec_key: str, ours: str, value: Any, values: Mapping
     if ours in values:
         raise MMRecValueError(f"both {mmrec_key} (MMRec's name) and {ours} are set; keep one")
     out.values[ours] = value
-    out.renamed[mmrec_key] = ours
 
 
-def _device(use_gpu: Any, gpu_id: Any) -> str | None:
+def _device(use_gpu: Any, gpu_id: Any) -> str:
     """MMRec's ``use_gpu``/``gpu_id`` as our ``device``: no GPU -> cpu; GPU 0 -> auto (CUDA when
     present, as MMRec falls back to the CPU); GPU N -> cuda:N."""
     if _is_false(use_gpu):

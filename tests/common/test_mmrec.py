@@ -240,3 +240,17 @@ def test_multi_model_set_goes_to_the_models_that_declare_the_key(mmrec, caplog, 
     assert main(["-m", "BPR,LightGCN", "-d", "mmsports", "--set", "n_layres=1", *overrides]) == 2
     assert "unknown config key 'n_layres': none of BPR, LightGCN and no layer declares it. Did you mean " \
            "'n_layers'" in capsys.readouterr().err
+
+
+def test_mmrec_device_and_renamed_keys_translate_one_layer():
+    from src.common.mmrec import MMRecValueError, translate
+    ours = {"device": None, "user_field": None, "feature_files": None}
+    assert translate({"use_gpu": False, "gpu_id": 0}, ours).values == {"device": "cpu"}
+    assert translate({"use_gpu": True, "gpu_id": 1}, ours).values == {"device": "cuda:1"}
+    assert translate({"USER_ID_FIELD": "user_id:token"}, ours).values == {"user_field": "user_id"}
+    assert translate({"vision_feature_file": "v.npy", "text_feature_file": "t.npy"}, ours).values == {
+        "feature_files": {"image": "v.npy", "text": "t.npy"}}
+    with pytest.raises(MMRecValueError, match="both USER_ID_FIELD .* and user_field are set"):
+        translate({"USER_ID_FIELD": "u", "user_field": "v"}, ours)
+    kept = translate({"knn_kk": 3}, ours)  # neither ours nor MMRec's: left for the unknown-key error
+    assert kept.values == {"knn_kk": 3} and not kept.ignored
