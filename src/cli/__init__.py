@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import pkgutil
@@ -54,6 +55,16 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def os_error_line(e: OSError) -> str:
+    """``<file>: <reason>``, and for a write that failed, that what was written before is kept."""
+    where = f"{e.filename}: " if e.filename else ""
+    text = f"{where}{e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        text += (" (files are written atomically: what was saved before is intact; free space or choose "
+                 "another results_dir / --out, then run the same command again to resume)")
+    return text
+
+
 def main(argv: list[str]) -> int:
     from src.common.config import ConfigError
     from src.common.data.dataset import DataError
@@ -68,8 +79,11 @@ def main(argv: list[str]) -> int:
     setup_logging(getattr(args, "verbose", False))
     try:
         return args.run(args) or 0
-    except (ConfigError, DataError, RunError, RecommendError, FileNotFoundError) as e:
+    except (ConfigError, DataError, RunError, RecommendError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a missing file, a full disk, a read-only folder: name the file, no traceback
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished runs are saved; run the same command again to resume",

@@ -56,8 +56,10 @@ def read_features(specs: list[str], dims: dict[str, int]) -> dict[str, torch.Ten
             raise DataError(f"{path}: cannot read as a .npy array ({e})") from None
         if arr.ndim == 1:
             arr = arr[None]
-        if arr.ndim != 2 or arr.shape[1] != dims[m]:
-            raise DataError(f"{path}: {m} features must be (n_new, {dims[m]}), got {arr.shape}")
+        if arr.ndim != 2 or arr.shape[1] != dims[m] or arr.shape[0] < 1:
+            raise DataError(f"{path}: {m} features must be (n_new, {dims[m]}) with n_new >= 1, got {arr.shape}")
+        if arr.dtype.kind not in "fiu":
+            raise DataError(f"{path}: {m} features must be numbers, got dtype {arr.dtype}")
         if not np.isfinite(arr).all():
             raise DataError(f"{path}: holds NaN or inf")
         out[m] = torch.from_numpy(np.asarray(arr, dtype=np.float32))
@@ -76,7 +78,11 @@ def top_users(model, item_vectors: torch.Tensor, k: int) -> tuple[torch.Tensor, 
 
 
 def run(args) -> int:
-    if args.holdout:
+    if args.top < 1:
+        raise ConfigError(f"--top {args.top}: must be >= 1")
+    if args.holdout is not None:
+        if args.holdout < 1:
+            raise ConfigError(f"--holdout {args.holdout}: must be >= 1 (items to hold out)")
         return holdout_check(args)
     if not args.features:
         raise ConfigError("give --features MODALITY=FILE.npy ... (or --holdout N)")
@@ -123,7 +129,11 @@ def holdout_check(args) -> int:
     full = load_dataset(resolve(args.model, args.dataset, overrides).first())
     config = resolve(args.model, args.dataset, {**base_point(full, overrides), **overrides}).first()
     rng = np.random.default_rng(config.seed)
-    held = np.sort(rng.choice(np.flatnonzero(full.item_degree > 0), args.holdout, replace=False))
+    candidates = np.flatnonzero(full.item_degree > 0)
+    if args.holdout >= len(candidates):
+        raise ConfigError(f"--holdout {args.holdout}: {args.dataset} has {len(candidates)} items with train "
+                          f"interactions; hold out fewer to leave some to train on")
+    held = np.sort(rng.choice(candidates, args.holdout, replace=False))
     reduced, _ = without_items(full, held)
     if reduced.n_users != full.n_users:
         raise DataError("holding these items out removes every interaction of the last user; use another seed")

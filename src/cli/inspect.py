@@ -34,6 +34,11 @@ def run(args) -> int:
         raise ConfigError(f"run {saved.run_dir.name} has no item codes (a model without tokens, or use_rqvae=false)")
     codes = saved.model.code_table()
     texts = tokens.read_item_text(saved.dataset.item_text_path)
+    sources = saved.dataset.original_ids("item")
+
+    def item(i) -> str:  # "item 42" or, with MMRec's i_id_mapping.csv, "item 42 (B0048KGFHU)"
+        return f"item {i} ({sources[int(i)]})" if sources and sources[int(i)] else f"item {i}"
+
     degree = saved.dataset.item_degree
     out = args.export or saved.run_dir / "codes.tsv"
     atomic_write_text(out, "itemID\tcodes\n" + "".join(f"{i}\t{tokens.code_string(codes, i)}\n"
@@ -55,15 +60,15 @@ def run(args) -> int:
         if texts:
             print("most frequent words: " + ", ".join(f"{w} ({n})" for w, n in tokens.top_words(texts, items, args.top)))
         for i in items[:args.top]:
-            print(f"- item {i} (train degree {degree[i]}) {tokens.code_string(codes, i)}  {texts.get(int(i), '')[:90]}")
-    for item in args.item:
-        if not 0 <= item < saved.dataset.n_items:
-            raise ConfigError(f"--item {item}: ids run from 0 to {saved.dataset.n_items - 1}")
-        print(f"\n## item {item} (train degree {degree[item]}): {tokens.code_string(codes, item)}  "
-              f"{texts.get(item, '')[:90]}")
+            print(f"- {item(i)} (train degree {degree[i]}) {tokens.code_string(codes, i)}  {texts.get(int(i), '')[:90]}")
+    for chosen in args.item:
+        if not 0 <= chosen < saved.dataset.n_items:
+            raise ConfigError(f"--item {chosen}: ids run from 0 to {saved.dataset.n_items - 1}")
+        print(f"\n## {item(chosen)} (train degree {degree[chosen]}): {tokens.code_string(codes, chosen)}  "
+              f"{texts.get(chosen, '')[:90]}")
         print("items sharing most codes (shared codes / shared prefix levels):")
-        for other, shared, prefix in tokens.items_sharing_codes(codes, item, args.top):
-            print(f"- item {other} ({shared}/{prefix}) {tokens.code_string(codes, other)}  {texts.get(other, '')[:80]}")
+        for other, shared, prefix in tokens.items_sharing_codes(codes, chosen, args.top):
+            print(f"- {item(other)} ({shared}/{prefix}) {tokens.code_string(codes, other)}  {texts.get(other, '')[:80]}")
     return 0
 
 

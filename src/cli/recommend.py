@@ -2,7 +2,8 @@
 
 ``--users all --out topk.tsv`` ranks every user in batches (with progress) and writes
 ``userID  rank  itemID  score``; without ``--out`` the chosen users' lists are printed, with item
-titles when the dataset has an ``item_text_file``.
+titles when the dataset has an ``item_text_file`` and the source ids (e.g. ASINs) when the dataset
+folder has MMRec's ``i_id_mapping.csv`` / ``u_id_mapping.csv``.
 """
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.k < 1:  # the arguments are checked before the run is loaded
+        raise ConfigError(f"-k {args.k}: must be >= 1 (items per user)")
+    exclusion_parts(args.exclude)
     results_dir, runtime = split_results_dir(overrides_of(args))
     users_all = args.users.strip().lower() == "all"
     if users_all and not args.out:
@@ -60,14 +64,19 @@ def run(args) -> int:
     top = model.recommend(users, args.k, exclude=exclude)
     print(header(record, args.k, args.exclude, dataset))
     titles = dataset.item_text()
+    sources, user_sources = dataset.original_ids("item"), dataset.original_ids("user")
+    width = max((len(x) for x in sources), default=0)
     for row, user in enumerate(users):
-        print(f"\nuser {user}: {history(dataset, int(user), titles)}")
-        print(f"{'rank':>4}  {'itemID':>6}  {'score':>8}" + ("  title" if titles else ""))
+        source = f" ({user_sources[user]})" if user_sources and user_sources[user] else ""
+        print(f"\nuser {user}{source}: {history(dataset, int(user), titles)}")
+        print(f"{'rank':>4}  {'itemID':>6}" + (f"  {'source id':<{width}}" if sources else "")
+              + f"  {'score':>8}" + ("  title" if titles else ""))
         for rank, (item, score) in enumerate(zip(top.items[row].tolist(), top.scores[row].tolist()), 1):
             if item < 0:
                 break
             title = f"  {short(titles[item])}" if titles else ""
-            print(f"{rank:>4}  {item:>6}  {score:>8.4f}{title}")
+            source = f"  {sources[item]:<{width}}" if sources else ""
+            print(f"{rank:>4}  {item:>6}{source}  {score:>8.4f}{title}")
     return 0
 
 
@@ -80,6 +89,8 @@ def parse_users(text: str) -> np.ndarray:
         lo, _, hi = token.partition("-")
         if not lo.isdigit() or (hi and not hi.isdigit()):
             raise ConfigError(f"--users {text!r}: {token!r} is not a user id or a range a-b of ids")
+        if hi and int(hi) < int(lo):
+            raise ConfigError(f"--users {text!r}: range {token} is empty (write low-high)")
         ids.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
     if not ids:
         raise ConfigError(f"--users {text!r}: no user ids given")
@@ -89,14 +100,22 @@ def parse_users(text: str) -> np.ndarray:
 def exclusion(dataset, spec: str):
     """The (n_users, n_items) interactions ``recommend`` must not return: ``train``,
     ``train+valid``, ``train+valid+test``; ``none`` -> None."""
-    if spec.strip().lower() == "none":
+    parts = exclusion_parts(spec)
+    if not parts:
         return None
+    return sum(dataset.split(p).matrix(dataset.n_users, dataset.n_items) for p in dict.fromkeys(parts)).tocsr()
+
+
+def exclusion_parts(spec: str) -> list[str]:
+    """The splits named by ``--exclude`` (``[]`` for ``none``); an unknown name is a ConfigError."""
+    if spec.strip().lower() == "none":
+        return []
     parts = [p.strip().lower() for p in spec.split("+")]
     unknown = [p for p in parts if p not in SPLITS]
     if unknown:
         raise ConfigError(f"--exclude {spec!r}: {unknown[0]!r} is not a split; use train, train+valid, "
                           f"train+valid+test or none")
-    return sum(dataset.split(p).matrix(dataset.n_users, dataset.n_items) for p in dict.fromkeys(parts)).tocsr()
+    return parts
 
 
 def header(record, k: int, exclude: str, dataset) -> str:

@@ -2,10 +2,13 @@
 [--set key=value ...]``"""
 from __future__ import annotations
 
+import difflib
 import logging
 
 from src.cli._common import add_model_dataset, models_of, overrides_of
-from src.common.recommender import resolve
+from src.common import mmrec
+from src.common.config import ConfigError, schema_for
+from src.common.recommender import get_model_class, resolve
 from src.common.data.dataset import load_dataset
 from src.common.experiment.executors import executor_for
 from src.common.config import test_mask_of
@@ -45,7 +48,8 @@ def run(args) -> int:
     if args.save_topk is not None:
         overrides["save_topk"] = args.save_topk
     models = models_of(args)
-    spaces = [resolve(m, args.dataset, overrides) for m in models]  # validate all before training any
+    per_model = overrides_per_model(models, overrides)
+    spaces = [resolve(m, args.dataset, per_model[m]) for m in models]  # validate all before training any
     for space in spaces:
         check_space(space)
     with executor_for(spaces[0].first()) as executor:  # one Ray instance for all the models
@@ -60,6 +64,28 @@ def run(args) -> int:
         table = significance_table(records, store, models=models)
         print(significance_markdown(table.drop(columns=["run_id"], errors="ignore")))
     return 0 if all(s.finished or s.skipped for s in summaries) else 1
+
+
+def overrides_per_model(models: list[str], overrides: dict) -> dict[str, dict]:
+    """The ``--set`` values each model gets: a key some of the models declare goes to those only
+    (reported once as not applicable to the others); every other key goes to all, so a key that no
+    model and no run-level section declares stays an unknown-key error."""
+    declared = {m: set(schema_for(get_model_class(m)).keys) for m in models}
+    everyone = set().union(*declared.values())
+    out = {m: {} for m in models}
+    for key, value in overrides.items():
+        if len(models) > 1 and key not in everyone and not mmrec.is_mmrec_key(key):
+            close = difflib.get_close_matches(key, everyone, n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"--set: unknown config key {key!r}: none of {', '.join(models)} and no "
+                              f"layer declares it.{hint} Every key of a model: python main.py keys -m {models[0]}")
+        takers = [m for m in models if key in declared[m]] or models
+        for m in takers:
+            out[m][key] = value
+        if len(takers) < len(models):
+            logger.info("--set %s applies to %s; not applicable to %s (no such key)", key, ", ".join(takers),
+                        ", ".join(m for m in models if m not in takers))
+    return out
 
 
 def _train_all(spaces, executor, force: bool):

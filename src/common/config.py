@@ -6,7 +6,8 @@ Every key is declared once, as a field of a dataclass (the *schema*): the run-le
 :class:`RunConfig`, the dataset keys in :class:`DatasetConfig`, each model's keys in its nested
 ``Params`` dataclass, and any extra section (e.g. the item representation) through
 :func:`register_section`. The loader rejects unknown keys (with a suggestion), values of the wrong
-type and lists under keys that expect a scalar, naming the file and the key.
+type and lists under keys that expect a scalar, naming the file and the key. MMRec's own key names
+are read as ours first (:mod:`src.common.mmrec`), so MMRec's YAMLs load as they are.
 
 Grid search keeps MMRec's convention: a list is a sweep only under a key named in
 ``hyper_parameters``; the Cartesian product of those lists (and of ``seed`` when it is a list)
@@ -22,6 +23,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import logging
 import re
 import typing
 from dataclasses import dataclass, field
@@ -30,7 +32,10 @@ from typing import Any, Iterator, Literal, Mapping
 
 import yaml
 
+from src.common import mmrec
 from src.common.paths import CONFIG_DIR, ROOT, from_root
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -85,6 +90,11 @@ class RunConfig:
         for name in ("epochs", "train_batch_size", "eval_batch_size", "eval_step", "embedding_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.learning_rate > 0:  # "not >" also rejects NaN
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        for name in ("weight_decay", "threads", "cold_threshold"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.stopping_step < 1:
             raise ValueError(f"stopping_step must be >= 1, got {self.stopping_step}")
         if self.save_topk < 0:
@@ -168,6 +178,8 @@ class DatasetConfig:
     def __post_init__(self):
         if self.feature_batch_rows <= 0:
             raise ValueError(f"feature_batch_rows must be positive, got {self.feature_batch_rows}")
+        if self.n_items < 0:
+            raise ValueError(f"n_items must be >= 0 (0 = max item id + 1), got {self.n_items}")
 
 
 Section = type  # a dataclass type
@@ -302,13 +314,20 @@ class Schema:
                     continue  # a model re-declaring a shared key keeps the shared declaration
                 self.keys[f.name] = key
 
-    def check_known(self, name: str, where: str) -> Key:
+    def check_known(self, name: str, where: str, scope: list[str] | None = None) -> Key:
+        """The declaration of ``name``; an unknown key is a ConfigError with the close matches, the
+        keys of the ``scope`` sections (the layer's own, not all 60-odd) and the command listing all."""
         if name in self.keys:
             return self.keys[name]
         close = difflib.get_close_matches(name, self.keys, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"{where}: unknown config key {name!r}.{hint} "
-                          f"Valid keys: {', '.join(sorted(self.keys))}")
+        scope = [s for s in (scope or []) if s in self.sections]
+        listed = sorted(k.name for k in self.keys.values() if k.section in scope)
+        model = next((s.split(" ", 1)[1] for s in self.sections if s.startswith("model ")), "")
+        owner = " and ".join(f"{s.split(' ', 1)[1]}'s" if s.startswith("model ") else s for s in scope)
+        shown = f" {owner} keys: {', '.join(listed)}." if listed else ""
+        raise ConfigError(f"{where}: unknown config key {name!r}.{hint}{shown} Every key with its type, "
+                          f"default and meaning: python main.py keys{' -m ' + model if model else ''}")
 
 
 # ----------------------------------------------------------------------------- the resolved config
@@ -378,14 +397,33 @@ class Config(Mapping):
 
 
 # ----------------------------------------------------------------------------- loading
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML would
+    silently keep the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     """Read one YAML layer; malformed YAML or a non-mapping top level is a ConfigError."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); a YAML layer is a text file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -440,6 +478,8 @@ class ConfigSpace:
     seeds: list[int]
     schema: Schema
     sources: dict[str, str]
+    #: MMRec keys the layers held: "ignored" (no effect here) and "unsupported" (not applied), by file
+    mmrec: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.n_points * len(self.seeds)
@@ -485,8 +525,18 @@ class ConfigSpace:
             try:
                 cls(**kwargs)
             except (ValueError, TypeError) as e:
-                raise ConfigError(f"invalid {name} settings: {e}") from None
+                named = [k for k in kwargs if re.search(rf"\b{k}\b", str(e))]
+                where = ", ".join(f"{k} from {self.sources.get(k, 'default')}" for k in named)
+                raise ConfigError(f"invalid {name} settings: {e}" + (f" ({where})" if where else "")) from None
         return Config(values)
+
+
+def schema_for(model_cls: type | None) -> Schema:
+    """Every key a run of ``model_cls`` may set: the shared sections and the model's ``Params``."""
+    sections = dict(_SECTIONS)
+    if model_cls is not None:
+        sections[f"model {model_cls.__name__}"] = model_cls.Params
+    return Schema(sections)
 
 
 def resolve_layers(model_cls: type | None, dataset: str, overrides: Mapping[str, Any] | None = None,
@@ -500,33 +550,40 @@ def resolve_layers(model_cls: type | None, dataset: str, overrides: Mapping[str,
     command-line values; ``extra_layers`` (name, mapping) go between the model YAML and the
     overrides (e.g. an ablation switch).
     """
-    sections = dict(_SECTIONS)
-    if model_cls is not None:
-        sections[f"model {model_cls.__name__}"] = model_cls.Params
-    schema = Schema(sections)
+    schema = schema_for(model_cls)
 
-    overall = load_yaml(CONFIG_DIR / "overall.yaml")
+    reading = _MMRecKeys(schema)
+    overall = reading.layer(_rel(CONFIG_DIR / "overall.yaml"), load_yaml(CONFIG_DIR / "overall.yaml"))
     layers: list[tuple[str, dict[str, Any]]] = [(_rel(CONFIG_DIR / "overall.yaml"), overall)]
     data_path = (overrides or {}).get("data_path") or overall.get("data_path") or DatasetConfig.data_path
     ds_path = dataset_yaml(dataset, str(data_path))
     if ds_path is not None:
-        layers.append((_rel(ds_path), load_yaml(ds_path)))
+        layers.append((_rel(ds_path), reading.layer(_rel(ds_path), load_yaml(ds_path))))
     elif dataset not in known_datasets() and not (from_root(data_path) / dataset / f"{dataset}.inter").exists():
         raise ConfigError(f"unknown dataset {dataset!r}: no src/configs/dataset/{dataset}.yaml and no "
                           f"data/{dataset}/{dataset}.inter. Known datasets: {', '.join(known_datasets())}")
     model_yaml = CONFIG_DIR / "model" / f"{model_cls.__name__}.yaml" if model_cls else None
     if model_yaml is not None and model_yaml.exists():
-        layers.append((_rel(model_yaml), load_yaml(model_yaml)))
-    layers.extend((name, dict(values)) for name, values in (extra_layers or []))
-    layers.append(("--set", dict(overrides or {})))
+        layers.append((_rel(model_yaml), reading.layer(_rel(model_yaml), load_yaml(model_yaml))))
+    layers.extend((name, reading.layer(name, values)) for name, values in (extra_layers or []))
+    layers.append(("--set", reading.layer("--set", overrides or {})))
 
     merged: dict[str, Any] = {k.name: k.default for k in schema.keys.values()}
     sources: dict[str, str] = {k: "default" for k in merged}
+    overall_where, ds_where = layers[0][0], _rel(ds_path) if ds_path else None
     for where, values in layers:
+        # an unknown key's error lists the keys of its own layer: overall.yaml's run-level sections,
+        # the dataset's, or the model's (--set and extra layers too)
+        scope = ([name for name in _SECTIONS if name != "dataset"] if where == overall_where else
+                 ["dataset"] if where == ds_where else
+                 [f"model {model_cls.__name__}"] if model_cls else ["run"])
         for key, value in values.items():
-            schema.check_known(key, where)
+            if key == "feat_embed_dim" and key not in schema.keys:
+                continue  # MMRec's, checked against the merged embedding_size below
+            schema.check_known(key, where, scope)
             merged[key] = value
             sources[key] = where
+    reading.check_feat_embed_dim(model_cls.__name__ if model_cls else "", layers, merged)
     merged["model"], merged["dataset"] = (model_cls.__name__ if model_cls else ""), dataset
     missing = [k for k, v in merged.items() if v is dataclasses.MISSING]
     if missing:
@@ -563,10 +620,59 @@ def resolve_layers(model_cls: type | None, dataset: str, overrides: Mapping[str,
         base[key] = coerce(value, spec.type, where)
     base["valid_metric"] = base["valid_metric"].lower()
     base["metrics"] = [m.lower() for m in base["metrics"]]
-    space = ConfigSpace(base=base, grid=grid, seeds=seeds, schema=schema, sources=sources)
+    space = ConfigSpace(base=base, grid=grid, seeds=seeds, schema=schema, sources=sources,
+                        mmrec=reading.report())
     for _ in space:  # run the cross-key checks on every point now, not halfway through a grid
         pass
     return space
+
+
+class _MMRecKeys:
+    """Reads MMRec's keys in each layer as ours (:mod:`src.common.mmrec`) and reports the ones
+    without effect once per process, in one line."""
+
+    _reported: set[str] = set()
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.ignored: dict[str, list[str]] = {}
+        self.unsupported: dict[str, list[str]] = {}
+
+    def layer(self, where: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            out = mmrec.translate(values, self.schema.keys)
+        except mmrec.MMRecValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        if out.ignored:
+            self.ignored.setdefault(where, []).extend(out.ignored)
+        if out.unsupported:
+            self.unsupported.setdefault(where, []).extend(out.unsupported)
+        return out.values
+
+    def check_feat_embed_dim(self, model: str, layers, merged: Mapping[str, Any]) -> None:
+        values = dict(merged)
+        where = ""
+        for name, layer in layers:
+            if "feat_embed_dim" in layer and "feat_embed_dim" not in self.schema.keys:
+                values["feat_embed_dim"], where = layer["feat_embed_dim"], name
+        try:
+            if where and mmrec.check_feat_embed_dim(model, values):
+                self.ignored.setdefault(where, []).append("feat_embed_dim")
+        except mmrec.MMRecValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+
+    def report(self) -> dict[str, list[str]]:
+        """Log the MMRec keys not applied (each once per process) and return them."""
+        for what, found, log in (("ignored (no effect here)", self.ignored, logger.info),
+                                 ("not applied (we do otherwise)", self.unsupported, logger.warning)):
+            new = {w: [k for k in keys if (w, k) not in self._reported] for w, keys in found.items()}
+            new = {w: keys for w, keys in new.items() if keys}
+            if new:
+                log("MMRec keys %s: %s. Details: python main.py keys --mmrec", what,
+                    "; ".join(f"{w}: {', '.join(keys)}" for w, keys in new.items()))
+                self._reported.update((w, k) for w, keys in new.items() for k in keys)
+        return {"ignored": [f"{w}: {k}" for w, keys in self.ignored.items() for k in keys],
+                "unsupported": [f"{w}: {k}" for w, keys in self.unsupported.items() for k in keys]}
 
 
 def _rel(path: Path) -> str:

@@ -25,6 +25,11 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:  # a full disk fails in write/fsync, which do not name the file
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -44,6 +44,8 @@ class BM3(GeneralRecommender):
                 raise ValueError(f"n_layers must be >= 0, got {self.n_layers}")
             if not 0.0 <= self.dropout < 1.0:
                 raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            if not (self.reg_weight >= 0 and self.cl_weight >= 0):
+                raise ValueError(f"reg_weight and cl_weight must be >= 0, got {self.reg_weight} and {self.cl_weight}")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -42,6 +42,8 @@ class FREEDOM(GeneralRecommender):
                 raise ValueError(f"mm_image_weight must be in [0, 1], got {self.mm_image_weight}")
             if self.knn_k < 1 or self.n_mm_layers < 0 or self.n_ui_layers < 0:
                 raise ValueError("knn_k must be >= 1 and n_mm_layers, n_ui_layers >= 0")
+            if not self.reg_weight >= 0:
+                raise ValueError(f"reg_weight must be >= 0, got {self.reg_weight}")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -48,6 +48,9 @@ class LATTICE(GeneralRecommender):
                 raise ValueError(f"lambda_coeff must be in [0, 1], got {self.lambda_coeff}")
             if self.knn_k < 1 or self.n_layers < 0 or self.feat_embed_dim < 1:
                 raise ValueError("knn_k and feat_embed_dim must be >= 1 and n_layers >= 0")
+            if not self.reg_weight >= 0 or not self.weight_size or min(self.weight_size) < 1:
+                raise ValueError(f"reg_weight must be >= 0 and weight_size a non-empty list of sizes >= 1, "
+                                 f"got {self.reg_weight} and {self.weight_size}")
             if len(self.learning_rate_scheduler) != 2 or min(self.learning_rate_scheduler) <= 0:
                 raise ValueError(f"learning_rate_scheduler must be [gamma, step] with both > 0, "
                                  f"got {self.learning_rate_scheduler}")

@@ -19,6 +19,10 @@ class LightGCN(GeneralRecommender):
         n_layers: int = 2          # K, propagation layers
         reg_weight: float = 1e-4   # weight of the L2 term on the batch's layer-0 embeddings
 
+        def __post_init__(self):
+            if self.n_layers < 0 or not self.reg_weight >= 0:
+                raise ValueError(f"n_layers and reg_weight must be >= 0, got {self.n_layers} and {self.reg_weight}")
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.n_layers, self.reg_weight = config.n_layers, config.reg_weight

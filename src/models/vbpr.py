@@ -23,6 +23,10 @@ class VBPR(GeneralRecommender):
     class Params:
         reg_weight: float = 1e-4   # weight of the L2 term on the batch's vectors
 
+        def __post_init__(self):
+            if not self.reg_weight >= 0:
+                raise ValueError(f"reg_weight must be >= 0, got {self.reg_weight}")
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.reg_weight = config.reg_weight

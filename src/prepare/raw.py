@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from src.common.errors import DataError
+from src.common.errors import DataError, first_non_utf8_line
 
 logger = logging.getLogger(__name__)
 
@@ -60,21 +60,35 @@ def _open_text(path: Path):
 
 def json_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for each non-blank line of a JSON-lines file."""
-    with _open_text(path) as f:
-        for n, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                try:  # the 2014 Amazon dumps hold Python literals ({'asin': ...})
-                    record = ast.literal_eval(line)
-                except (ValueError, SyntaxError):
-                    raise DataError(f"{path}, line {n}: not a JSON object ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}, line {n}: expected a JSON object, got {type(record).__name__}")
-            yield n, record
+    n = 0
+    try:
+        with _open_text(path) as f:
+            for n, line in enumerate(f, start=1):
+                if line.strip():
+                    yield n, _json_object(path, n, line.strip())
+    except UnicodeDecodeError:
+        raise DataError(f"{path}{_bad_line(path)}: not UTF-8 text (a binary file, or another encoding)") from None
+    except (OSError, EOFError) as e:  # a corrupt or truncated .gz
+        raise DataError(f"{path}, after line {n}: cannot read ({e})") from None
+
+
+def _bad_line(path: Path) -> str:
+    """``", line N"`` of the first bytes that are not UTF-8 (text is decoded in blocks, so the
+    reader's own position is not the line); empty for a .gz."""
+    return "" if path.name.endswith(".gz") else f", line {first_non_utf8_line(path)}"
+
+
+def _json_object(path: Path, n: int, line: str) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        try:  # the 2014 Amazon dumps hold Python literals ({'asin': ...})
+            record = ast.literal_eval(line)
+        except (ValueError, SyntaxError):
+            raise DataError(f"{path}, line {n}: not a JSON object ({e.msg})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}, line {n}: expected a JSON object, got {type(record).__name__}")
+    return record
 
 
 def _read_table(path: Path, sep: str, columns: Sequence[str]) -> tuple[pd.DataFrame, int]:
@@ -85,9 +99,13 @@ def _read_table(path: Path, sep: str, columns: Sequence[str]) -> tuple[pd.DataFr
                              names=list(columns) or None, quoting=3 if sep == "\t" else 0)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise DataError(f"{path}{_bad_line(path)}: not UTF-8 text (a binary file, or another encoding)") from None
+    except pd.errors.ParserError as e:
         raise DataError(f"{path}: cannot read as a {'tab' if sep == chr(9) else 'comma'}-separated table "
                         f"({e})") from None
+    except (OSError, EOFError) as e:  # a corrupt or truncated .gz
+        raise DataError(f"{path}: cannot read ({e})") from None
     return df, 1 if columns else 2
 
 

@@ -1,7 +1,7 @@
 """Config layering, typing, validation and grid expansion."""
 import pytest
 
-from src.common.config import ConfigError, parse_override
+from src.common.config import ConfigError, load_yaml, parse_override
 from src.common.recommender import resolve
 
 
@@ -96,3 +96,37 @@ def test_motor_settings_stay_out_of_an_id_runs_identity():
     assert cfg.replace(pq_codebook_size=cfg.pq_codebook_size * 2).identity() == cfg.identity()
     motor = cfg.replace(item_representation="motor")
     assert motor.replace(pq_codebook_size=cfg.pq_codebook_size * 2).identity() != motor.identity()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("learning_rate", -0.001, "learning_rate must be positive, got -0.001 (learning_rate from --set)"),
+    ("learning_rate", 0, "learning_rate must be positive"),
+    ("weight_decay", -1, "weight_decay must be >= 0"),
+    ("train_batch_size", 0, "train_batch_size must be positive"),
+    ("cold_threshold", -1, "cold_threshold must be >= 0"),
+    ("n_items", -5, "n_items must be >= 0"),
+])
+def test_run_key_ranges_are_checked_when_the_config_is_read(key, value, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve("BPR", "scientific", {key: value})
+
+
+def test_a_negative_rate_in_a_grid_fails_before_any_point_runs():
+    with pytest.raises(ConfigError, match="learning_rate must be positive, got -0.01"):
+        resolve("BPR", "scientific", {"hyper_parameters": ["reg_weight", "learning_rate"], "learning_rate": [0.01, -0.01]})
+
+
+@pytest.mark.parametrize("model, key, value", [
+    ("BPR", "reg_weight", -1.0), ("LightGCN", "n_layers", -1), ("VBPR", "reg_weight", -0.1),
+    ("FREEDOM", "reg_weight", -1e-4), ("LATTICE", "weight_size", []), ("BM3", "cl_weight", -2.0),
+])
+def test_model_key_ranges_are_checked_when_the_config_is_read(model, key, value):
+    with pytest.raises(ConfigError, match=f"invalid model {model} settings: .*{key}"):
+        resolve(model, "scientific", {key: value})
+
+
+def test_a_key_given_twice_in_one_yaml_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("reg_weight: 0.1\nn_layers: 2\nreg_weight: 0.2\n")
+    with pytest.raises(ConfigError, match=r"m.yaml:3: malformed YAML: key 'reg_weight' is given twice"):
+        load_yaml(path)

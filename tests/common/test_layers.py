@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-INFRA = {"errors", "paths", "storage", "cache", "extras", "plots", "config"}
+INFRA = {"errors", "paths", "storage", "cache", "extras", "plots", "config", "mmrec"}
 
 
 def layer(module: str) -> tuple[int, str]:

@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from src.common.errors import DataError
+from src.common.errors import DataError, first_non_utf8_line
 from src.common.data.feature_store import ArrayStore, FeatureStore, open_lmdb
 from src.common.paths import from_root
 
@@ -85,7 +85,7 @@ class Dataset:
                  features: Mapping[str, torch.Tensor | FeatureStore], cold_threshold: int = 10,
                  missing_features: Mapping[str, str] | None = None, item_text_path: Path | None = None,
                  source_files: list[Path] | None = None, feature_help: str = "",
-                 feature_batch_rows: int = 65536):
+                 feature_batch_rows: int = 65536, id_mapping_paths: Mapping[str, Path] | None = None):
         self.name = name
         self.n_users, self.n_items = n_users, n_items
         self.train, self.valid, self.test = splits["train"], splits["valid"], splits["test"]
@@ -96,6 +96,7 @@ class Dataset:
         self.item_text_path = item_text_path
         self.source_files = list(source_files or [])
         self.feature_help = feature_help
+        self.id_mapping_paths = dict(id_mapping_paths or {})  # "user"/"item" -> MMRec's *_id_mapping.csv
         self.train_matrix = self.train.matrix(n_users, n_items)
         self.item_degree = np.asarray(self.train_matrix.sum(0)).ravel().astype(np.int64)
         self.user_degree = np.asarray(self.train_matrix.sum(1)).ravel().astype(np.int64)
@@ -110,11 +111,17 @@ class Dataset:
                    feature_sources: Mapping[str, str] | None = None, **kwargs) -> "Dataset":
         """Validate an interaction table (and optional feature arrays) and build the dataset."""
         users, items, labels = _validated_columns(inter, source, user_field, item_field, split_field)
+        # sizes follow the largest id: check that it is bounded by the data before allocating by it
+        _check_dense_ids(users, user_field, source)
+        if n_items:
+            beyond = np.flatnonzero(items >= n_items)
+            if len(beyond):
+                raise DataError(f"{source}, line {beyond[0] + 2}: item id {items[beyond[0]]} is out of range "
+                                f"for n_items={n_items}")
+        else:
+            _check_dense_ids(items, item_field, source)
         n_users = int(users.max()) + 1
-        max_item = int(items.max()) + 1
-        if n_items and n_items < max_item:
-            raise DataError(f"{source}: item id {max_item - 1} is out of range for n_items={n_items}")
-        n_items = n_items or max_item
+        n_items = n_items or int(items.max()) + 1
         users, items, labels = _drop_duplicates(users, items, labels, source)
         splits = {}
         for label, split in SPLITS.items():
@@ -228,6 +235,17 @@ class Dataset:
             self._cache["item_text"] = _read_item_text(self.item_text_path, self.n_items)
         return self._cache["item_text"]
 
+    def original_ids(self, kind: str) -> list[str]:
+        """The ids the source data used (e.g. ASINs), one per user or item (``kind``) in id order, from
+        MMRec's ``u_id_mapping.csv`` / ``i_id_mapping.csv`` in the dataset folder; ``''`` for ids the
+        file does not list; an empty list without such a file."""
+        key = f"original_ids/{kind}"
+        if key not in self._cache:
+            n = self.n_items if kind == "item" else self.n_users
+            path = self.id_mapping_paths.get(kind)
+            self._cache[key] = _read_id_mapping(path, n, kind) if path else []
+        return self._cache[key]
+
     def stats(self) -> dict[str, Any]:
         n_inter = len(self.train) + len(self.valid) + len(self.test)
         cold_test = self.cold_items[self.test.items].mean()
@@ -324,7 +342,12 @@ def _read_item_text(path: Path | None, n_items: int) -> list[str]:
     if not Path(path).exists():
         logger.warning("item text file not found: %s (item_text_file in the dataset YAML); no titles", path)
         return []
-    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}, line {first_non_utf8_line(path)}: not UTF-8 text") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path}: not a tab-separated table with a header ({str(e).strip()})") from None
     missing = [c for c in ("itemID", "text") if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; the header has {list(df.columns)}")
@@ -337,6 +360,34 @@ def _read_item_text(path: Path | None, n_items: int) -> list[str]:
     text = np.full(n_items, "", dtype=object)
     text[ids.to_numpy().astype(np.int64)] = df["text"].to_numpy()
     return text.tolist()
+
+
+#: MMRec's id mapping files (its preprocessing writes them beside the .inter): source id, our id
+ID_MAPPING_FILES = {"user": "u_id_mapping.csv", "item": "i_id_mapping.csv"}
+
+
+def _read_id_mapping(path: Path, n: int, kind: str) -> list[str]:
+    """``path``: tab-separated with a header; one column holds our 0-based id (``userID`` /
+    ``itemID``), the other the source id."""
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path}: not a tab-separated table with a header ({str(e).strip()})") from None
+    ours = f"{kind}ID"
+    if ours not in df.columns or len(df.columns) < 2:
+        raise DataError(f"{path}: expected two tab-separated columns, the source id and {ours}; the header "
+                        f"has {list(df.columns)}")
+    source = next(c for c in df.columns if c != ours)
+    ids = pd.to_numeric(df[ours], errors="coerce")
+    bad = ids.isna() | (ids < 0) | (ids >= n) | (ids != ids.round())
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path}, line {row + 2}: {ours} {df[ours].iloc[row]!r} is not an id in 0..{n - 1} (the dataset has {n} {kind}s)")
+    out = np.full(n, "", dtype=object)
+    out[ids.to_numpy().astype(np.int64)] = df[source].to_numpy()
+    return out.tolist()
 
 
 def load_dataset(config) -> Dataset:
@@ -357,7 +408,9 @@ def load_dataset(config) -> Dataset:
                             feature_sources={m: str(p) for m, p in files.features.items()},
                             missing_features={m: str(p) for m, p in files.missing.items()},
                             item_text_path=item_text, source_files=files.sources,
-                            feature_help=config.feature_help, feature_batch_rows=config.feature_batch_rows)
+                            feature_help=config.feature_help, feature_batch_rows=config.feature_batch_rows,
+                            id_mapping_paths={kind: files.folder / name for kind, name in ID_MAPPING_FILES.items()
+                                              if (files.folder / name).exists()})
     logger.info("%r", ds)
     return ds
 
@@ -373,6 +426,9 @@ def mapped_npy(path: Path) -> np.ndarray:
 def _read_inter(path: Path, required: list[str]) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}, line {first_non_utf8_line(path)}: not UTF-8 text (a binary file, or another "
+                        f"encoding); .inter files are UTF-8, tab-separated, with a header") from None
     except pd.errors.ParserError as e:
         raise DataError(f"{path}: not a tab-separated table with a header ({e})") from None
     except pd.errors.EmptyDataError:
@@ -402,6 +458,11 @@ def _validated_columns(df: pd.DataFrame, source: str, user_field: str, item_fiel
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(f"{source}, line {row + 2}: column {col!r} must be a non-negative integer, "
                             f"got {df[col].iloc[row]!r}")
+        too_big = values >= 2 ** 53  # beyond exact floats (and int64 soon after): never an array index
+        if too_big.any():
+            row = int(np.flatnonzero(too_big.to_numpy())[0])
+            raise DataError(f"{source}, line {row + 2}: column {col!r} value {df[col].iloc[row]!r} is too large "
+                            f"for an id")
         values = values.to_numpy().astype(np.int64)
         if (values < 0).any():
             row = int(np.flatnonzero(values < 0)[0])
@@ -415,6 +476,24 @@ def _validated_columns(df: pd.DataFrame, source: str, user_field: str, item_fiel
         raise DataError(f"{source}, line {row + 2}: {split_field} must be 0 (train), 1 (valid) or 2 (test), "
                         f"got {labels[row]}")
     return out[0], out[1], labels
+
+
+#: ids may leave gaps (e.g. users filtered out after numbering), up to this many beyond their count
+ID_GAP_ALLOWANCE = 100_000
+
+
+def _check_dense_ids(ids: np.ndarray, column: str, source: str) -> None:
+    """Ids are array indices here (embeddings, the sparse train matrix), so memory follows the largest
+    id. Allow ``n`` distinct ids to spread up to ``2n`` or ``n + ID_GAP_ALLOWANCE``; a larger id is an
+    error naming its line, so memory stays bounded by the data's size, never by an id's value."""
+    n_distinct = len(np.unique(ids))
+    limit = n_distinct + max(n_distinct, ID_GAP_ALLOWANCE)
+    beyond = np.flatnonzero(ids >= limit)
+    if len(beyond):
+        row = int(beyond[0])
+        raise DataError(f"{source}, line {row + 2}: {column} {ids[row]} is far beyond the {n_distinct} distinct "
+                        f"{column} values (ids index arrays: they must be 0-based and dense, below {limit}); "
+                        f"number them 0..n-1 as MMRec's preprocessing and python main.py prepare do")
 
 
 def _drop_duplicates(users, items, labels, source):
@@ -436,6 +515,8 @@ def _validated_store(store: FeatureStore, modality: str, n_items: int, source_na
     if store.n_rows != n_items:
         raise DataError(f"{source_name}: {modality} has {store.n_rows} rows but the dataset has {n_items} "
                         f"items (row i must hold the features of itemID i)")
+    if store.dim < 1:
+        raise DataError(f"{source_name}: {modality} features have 0 columns (each item needs a vector)")
     if store.dtype.kind != "f":
         raise DataError(f"{source_name}: {modality} features must be floats, got dtype {store.dtype}")
     return store
@@ -446,6 +527,9 @@ def _validated_features(features, modality: str, n_items: int, source_name: str)
     if arr.ndim != 2:
         raise DataError(f"{source_name}: {modality} features must be a 2-D array (items x dims), "
                         f"got shape {arr.shape}")
+    if arr.shape[1] < 1:
+        raise DataError(f"{source_name}: {modality} features have 0 columns, shape {arr.shape} (each item "
+                        f"needs a vector)")
     if arr.shape[0] != n_items:
         raise DataError(f"{source_name}: has {arr.shape[0]} rows but the dataset has {n_items} items "
                         f"(row i must hold the features of itemID i)")

@@ -181,10 +181,19 @@ def read_manifest(path: str | Path) -> dict:
     except FileNotFoundError:
         raise StoreError(f"{path}: not an LMDB feature store (no {MANIFEST}); build one with "
                          f"python main.py convert -d <dataset>") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise StoreError(f"{file}: malformed JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{file}: expected a JSON object, got {type(manifest).__name__}")
     if manifest.get("format") != FORMAT or not isinstance(manifest.get("arrays"), dict):
         raise StoreError(f"{file}: unknown store format {manifest.get('format')!r} (expected {FORMAT!r})")
+    for name, entry in manifest["arrays"].items():
+        try:
+            ok = int(entry["n_rows"]) >= 0 and int(entry["dim"]) >= 1 and np.dtype(entry["dtype"]).kind in "fiu"
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise StoreError(f"{file}: array {name!r} needs n_rows >= 0, dim >= 1 and a numeric dtype, got {entry!r}")
     return manifest
 
 

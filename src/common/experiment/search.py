@@ -15,6 +15,7 @@ written here only: the driver process is the only writer of the results store.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import time
@@ -127,6 +128,10 @@ def run_trial(trial: Trial, dataset: Dataset, train: Train | None = None) -> Tra
     return train(trial.config, dataset, trial.run_dir, should_stop=stop)
 
 
+#: errors of the results folder itself (full, read-only, not ours): they stop the search
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
 class InProcess:
     """Run the trials one after another in this process. Config and data errors propagate (they
     would fail every trial); any other exception becomes a failed outcome."""
@@ -139,6 +144,11 @@ class InProcess:
                 yield trial, run_trial(trial, dataset)
             except (ConfigError, DataError, KeyboardInterrupt):
                 raise
+            except OSError as e:
+                if e.errno in STORAGE_ERRNOS:  # a full disk or a read-only folder fails every trial
+                    raise
+                logger.error("trial %s failed:\n%s", trial.run_id, traceback.format_exc())
+                yield trial, e
             except Exception as e:  # noqa: BLE001 - a failing trial must not stop the search
                 logger.error("trial %s failed:\n%s", trial.run_id, traceback.format_exc())
                 yield trial, e

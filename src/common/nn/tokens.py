@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from src.common.errors import DataError, first_non_utf8_line
+
 SHORT = {"image": "v", "text": "t"}
 ALIASES = {"v": "image", "visual": "image", "t": "text", "textual": "text"}
 STOPWORDS = set("""a an and are as at be by for from has have in inch is it its of on or pack pcs
@@ -67,10 +69,20 @@ def read_item_text(path: Path | None) -> dict[int, str]:
     if path is None or not Path(path).exists():
         return {}
     import pandas as pd
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}, line {first_non_utf8_line(path)}: not UTF-8 text") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path}: not a tab-separated table with a header ({str(e).strip()})") from None
     if "itemID" not in table.columns or "text" not in table.columns:
-        raise ValueError(f"{path}: expected columns itemID and text, got {list(table.columns)}")
-    return dict(zip(table["itemID"].astype(int), table["text"]))
+        raise DataError(f"{path}: expected columns itemID and text, got {list(table.columns)}")
+    ids = pd.to_numeric(table["itemID"], errors="coerce")
+    bad = ids.isna() | (ids != ids.round())
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        raise DataError(f"{path}, line {row + 2}: itemID {table['itemID'].iloc[row]!r} is not an integer")
+    return dict(zip(ids.astype(int), table["text"]))
 
 
 def words(text: str) -> set[str]:

@@ -126,3 +126,61 @@ def test_from_frame_validates_in_memory_input():
     df = pd.DataFrame({"userID": [0, 0, 0], "itemID": [0, 1, 2], "x_label": [0, 1, 2]})
     with pytest.raises(DataError, match="holds NaN or inf"):
         Dataset.from_frame("m", df, {"image": np.array([[1.0], [np.inf], [0.0]])})
+
+
+_HUGE_ID_SCRIPT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a regression fails here, not the machine
+import src.common.config as config
+config.known_datasets = lambda: ["toy"]
+from src.common.recommender import resolve
+from src.common.data.dataset import DataError, load_dataset
+try:
+    load_dataset(resolve(None, "toy", {"data_path": sys.argv[1]}).first())
+except DataError as e:
+    print(e)
+"""
+
+
+def test_a_huge_user_id_is_an_error_naming_the_line_not_a_20_gb_allocation(tmp_path):
+    import subprocess
+    import sys
+    from src.common.paths import ROOT
+    rows = ["0\t0\t0", "0\t1\t0", "0\t2\t1", "0\t3\t2", "2000000000\t1\t0", "1\t2\t0", "1\t0\t1", "1\t3\t2"]
+    write_dataset(tmp_path, rows=rows)
+    out = subprocess.run([sys.executable, "-c", _HUGE_ID_SCRIPT, str(tmp_path)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert "toy.inter, line 6: userID 2000000000 is far beyond the 3 distinct userID values" in out.stdout, out.stderr
+
+
+def test_ids_with_gaps_within_their_count_still_load(tmp_path):
+    write_dataset(tmp_path, rows=["0\t0\t0", "0\t1\t0", "0\t2\t1", "0\t3\t2", "5\t1\t0", "5\t2\t0", "5\t0\t1", "5\t3\t2"])
+    assert load(tmp_path).n_users == 6
+
+
+def test_an_id_beyond_int64_is_an_error_naming_the_line(tmp_path):
+    write_dataset(tmp_path, rows=["0\t0\t0", "0\t99999999999999999999999\t0", "0\t2\t1", "0\t3\t2"])
+    with pytest.raises(DataError, match=r"toy.inter, line 3: column 'itemID' value '9+' is too large"):
+        load(tmp_path)
+
+
+def test_binary_inter_file_names_the_first_bad_line(tmp_path):
+    folder = write_dataset(tmp_path)
+    (folder / "toy.inter").write_bytes(b"userID\titemID\tx_label\n0\t1\t0\n\xff\xfe\x00\x01\x89PNG\n")
+    with pytest.raises(DataError, match=r"toy.inter, line 3: not UTF-8 text"):
+        load(tmp_path)
+
+
+def test_feature_file_with_zero_columns_is_rejected(tmp_path):
+    write_dataset(tmp_path, features={"image": np.zeros((4, 0), dtype=np.float32)})
+    with pytest.raises(DataError, match=r"image_feat.npy: image features have 0 columns"):
+        load(tmp_path)
+
+
+def test_id_mapping_file_gives_source_ids_and_a_bad_line_is_named(tmp_path):
+    folder = write_dataset(tmp_path)
+    (folder / "i_id_mapping.csv").write_text("asin\titemID\nB1\t0\nB2\t1\nB3\t3\n")
+    assert load(tmp_path).original_ids("item") == ["B1", "B2", "", "B3"]
+    (folder / "i_id_mapping.csv").write_text("asin\titemID\nB1\t0\nB9\t9\n")
+    with pytest.raises(DataError, match=r"i_id_mapping.csv, line 3: itemID '9' is not an id in 0..3"):
+        load(tmp_path).original_ids("item")
