@@ -1,51 +1,58 @@
 """MoToRec: sparse-regularised multimodal tokenization for cold-start recommendation
 (Liu, Zhang & Cheung, AAAI 2026, arXiv 2602.11062).
 
-Sec. ARA   w_i = 1 / log2(d_i + 2) for items with 0 < d_i < tau (``cold_threshold``), else 1.
+Sec. ARA   item weights w_i from the train degree d_i and the cold threshold tau (see below).
 Sec. RQ    per modality m: z_e = E_m(f_i), N_q residual codebooks of K codes, z_q = sum_k q^(k),
            f^ = D_m(z_q); L_rq = recon + codebook + beta * commitment + gamma * sum_j KL(rho||rho^_j).
 Sec. HMGE  three decoupled LightGCN channels on the user-item graph: visual (items start from z_q^v),
            textual (z_q^t), collaborative (ID embeddings); L layers each, layer mean.
 Sec. Fuse  e_c = alpha * W[i_v; i_t] + (1 - alpha) * Attn(i_v, i_t); e = e_c + g * i_id with
            g = sigmoid(W_g [e_c; i_id]) (gated residual); users go through the same fusion; s = <e_u, e_i>.
-Loss       BPR + lambda_cl * InfoNCE(two augmented views) + lambda_rq * mean_i w_i L_rq,i + reg * L2.
+Loss       BPR + lambda_cl * InfoNCE(two augmented views) + lambda_rq * mean_i w_i L_rq,i.
 
-Choices where the paper leaves details open:
-- Tokens: each modality's RQ-VAE (MLP encoder, N_q residual codebooks, MLP decoder; shared
-  ``common.quantize.RQVAE``) assigns every item a code tuple, cached in ``codes_<modality>``. The
-  content channels start each item from the sum of its *token embeddings* (one learnable (K, d)
-  table per level), initialised from the k-means code vectors rescaled to the ID embeddings' RMS,
-  i.e. items start from their quantised latents z_q. Items sharing a token share what it learns for
-  ranking: that is how a cold item borrows from warm ones, and how a brand-new item is scored.
-  The tokenizer is trained by its own loss (the codes are not differentiable, so BPR does not
-  reach the encoder); an earlier variant that ranked with the codebook vectors themselves let BPR
-  drag the codes away from the latents and collapsed half the codebook.
-- Each step the tokenizer runs on the next ``rq_batch_size`` items of a random cycle through the
-  catalogue (the RQ loss is a mean over items) and refreshes their cached codes, so every item is
-  re-tokenised once per cycle without running the wide encoders (4096-d on Baby) on all items.
-- Dead codes: codebooks start from k-means on *all* items' latents (level by level on residuals,
-  not one batch) and the sparsity KL keeps usage spread; codes are not re-seeded, since that would
-  silently change what a held token means. Usage per level, perplexity and dead codes are appended
-  to every epoch's log line (``codebook_health``).
-- rho^_j = mean over the tokenised items of softmax_j(-dist_ij / (T * mean_j dist_ij)): distances
-  are scaled by their row mean so T does not depend on the latent's scale. As rho^ sums to one over
-  the K codes, the KL's minimum under that constraint is uniform usage: in practice the term spreads
-  items over the codebook, rho setting its strength. It is a batch-level term, so ARA weights the
-  per-item terms (recon, codebook, commitment). As specified, ARA weights are below 1 for rare items
-  (0.29 to 0.63), i.e. rare items' tokens are held less tightly to reconstruction.
-- Fusion inputs and output: each channel's propagated vector is L2-normalised before the fusion and
-  the fused vector is rescaled to norm ``score_scale`` (0 disables it). LightGCN outputs grow with
-  the item's degree, which buried cold items (scientific valid after 30 epochs: R@20 0.190 -> 0.209,
-  cold R@20 0.036 -> 0.109 with it).
+Where we depart from the printed method (the printed form stays an option where it contradicts
+the paper's own intent; numbers in the repository's issue 18 notes / README):
+- Sparsity (``sparsity_form``). Printed: rho^_j = mean_i softmax_j(-dist_ij / T). Those rho^ sum to
+  one over the K codes, so the target rho = 0.05 is unreachable for K > 20 and the KL only sits at its
+  floor (uniform soft usage). ``activation`` (default) makes the term act on what it names, per-code
+  activation probabilities a_ij = exp(-(dist_ij - min_k dist_ik) / T) (nearest code = 1), each free
+  to approach rho: codes active for too many items are sharpened away, near-dead codes pulled in.
+  Distances are scaled by their row mean, so T does not depend on the latent's scale.
+- ARA (``ara_form``). Printed: w_i = 1 / log2(d_i + 2) for 0 < d_i < tau, else 1, i.e. rare items get
+  0.29-0.63, LESS than the 1.0 of the others, with a jump at tau, while the text says rare items are
+  amplified. ``amplify`` (default): w_i = log2(tau + 2) / log2(d_i + 2) for d_i < tau (items without
+  train interactions included), else 1: monotone in the degree, >= 1 for cold items, continuous at tau.
+  ``ara_bpr`` also weights each BPR triple by its positive item's w (normalised over the batch), so
+  ARA acts on the popularity-skewed batches it is meant to correct, not only on the tokenizer.
+- Tokenizer schedule (``tokenizer_epochs``). The codes are not differentiable and the tokenizer's
+  parameters receive only L_rq, so the joint loss is optimised by alternation: before each of the
+  first ``tokenizer_epochs`` epochs, one pass of the tokenizer (its own Adam, batches of
+  ``rq_batch_size`` items) and then every item's codes are re-encoded with it; afterwards tokenizer
+  and codes are frozen (-1: trained before every epoch, the paper's joint training). Codes are thus
+  constant within an epoch, always equal to what the current tokenizer gives (same features -> same
+  codes, for training items and for new items alike), and stop churning after the warm-up (jointly
+  updated cached codes changed for ~37% of items per epoch at epoch 20). The share of items whose
+  codes changed is logged each epoch (``churn``).
+- Tokens: the content channels start each item from the sum of its *token embeddings* (one (K, d)
+  table per level), initialised from the k-means code vectors rescaled to the ID embeddings' RMS.
+  Items sharing a token share what it learns for ranking: that is how a cold item borrows from warm
+  ones, and how a brand-new item is scored. Codebooks start from k-means on all items' latents
+  (level by level on residuals); codes are never re-seeded (that would change what a held token means).
+- Fusion: each channel's propagated vector is L2-normalised before the fusion and the fused vector
+  rescaled to norm ``score_scale`` (0: not rescaled): raw LightGCN outputs grow with degree and buried
+  cold items. The gate g stayed at 0.52 for cold and warm items alike (std 0.004 over items on
+  scientific) even when fed the un-normalised ID channel, whose norm tracks the degree: with ~7
+  steps per epoch it barely moves from its initial sigmoid(~0); so it is kept as printed. ``degree_bias`` adds s += b * log(1 + d_i) with a learned b, giving the
+  popularity signal the normalisation removes back to the score.
+- No L2 term: every score is a function of per-channel normalised vectors, so an L2 on the layer-0
+  rows cannot bound the scores (it only shrank the norms); the paper's reg is dropped.
 - Augmented views for InfoNCE: the users and positive items of the first ``cl_batch_size`` triples,
-  fused twice from their channel outputs under independent feature dropout (``cl_dropout``);
-  in-batch negatives, temperature ``cl_temperature``.
-- One modality only: the fusion runs on the single content channel (concat-projection of one input
-  = a linear map; attention over one input = that input). New items (no ID, no edges) get a zero
-  collaborative vector and content vectors x0 / (L + 1), what LightGCN gives an isolated node.
-- Ablations: ``use_rqvae: false`` feeds the encoder output z_e (continuous projected features) to
-  the content channels, computed for all items each step, with no quantiser, decoder or RQ loss;
-  ``use_ara``/``use_sparsity``/``use_cl`` drop their part; ``fusion: concat|attention`` sets alpha 1|0.
+  fused twice under independent feature dropout (``cl_dropout``); in-batch negatives.
+- One modality only: the fusion runs on the single content channel. New items (no ID, no edges) get a
+  zero collaborative vector and content vectors x0 / (L + 1), what LightGCN gives an isolated node.
+- Ablations: ``use_rqvae: false`` feeds the encoder output z_e (trained by BPR) to the content
+  channels, with no quantiser, decoder or L_rq; ``use_ara``/``use_sparsity``/``use_cl`` drop their
+  part; ``fusion: concat|attention`` sets alpha 1|0.
 """
 from __future__ import annotations
 
@@ -62,11 +69,23 @@ from src.common.nn.quantize import RQVAE, soft_code_usage, sparsity_kl
 from src.common.recommender import GeneralRecommender, register
 
 
-def rarity_weights(degree: np.ndarray, threshold: int) -> torch.Tensor:
-    """Adaptive Rarity Amplification: w_i = 1 / log2(d_i + 2) if 0 < d_i < threshold, else 1."""
+def rarity_weights(degree: np.ndarray, threshold: int, form: str = "amplify") -> torch.Tensor:
+    """Adaptive Rarity Amplification weights per item from its train degree d_i and tau = ``threshold``.
+
+    printed: w_i = 1 / log2(d_i + 2) if 0 < d_i < tau, else 1 (rare items weigh less, jump at tau).
+    amplify: w_i = log2(tau + 2) / log2(d_i + 2) if d_i < tau, else 1 (>= 1, monotone, continuous).
+    """
     d = torch.as_tensor(np.asarray(degree), dtype=torch.float32)
-    rare = (d > 0) & (d < threshold)
-    return torch.where(rare, 1.0 / torch.log2(d + 2), torch.ones_like(d))
+    if form == "printed":
+        return torch.where((d > 0) & (d < threshold), 1.0 / torch.log2(d + 2), torch.ones_like(d))
+    if form == "amplify":
+        return torch.where(d < threshold, np.log2(threshold + 2) / torch.log2(d + 2), torch.ones_like(d))
+    raise ValueError(f"unknown ARA form {form!r} (printed | amplify)")
+
+
+def code_churn(before: torch.Tensor, after: torch.Tensor) -> float:
+    """Share of items (rows of the (n, N_q) code tables) with at least one changed code."""
+    return float((before != after).any(1).float().mean()) if before.numel() else 0.0
 
 
 class HybridFusion(nn.Module):
@@ -81,7 +100,7 @@ class HybridFusion(nn.Module):
         self.attn = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False)) if alpha < 1 else None
         self.gate = nn.Linear(2 * dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_gate: bool = False):
         x = F.normalize(x.reshape(x.shape[0], -1, self.dim), dim=2).reshape(x.shape[0], -1)
         collab, content = x[:, :self.dim], x[:, self.dim:]
         fused = 0
@@ -93,7 +112,8 @@ class HybridFusion(nn.Module):
             fused = fused + (1 - self.alpha) * (weights * stacked).sum(1)
         gate = torch.sigmoid(self.gate(torch.cat([fused, collab], 1)))
         out = fused + gate * collab
-        return self.scale * F.normalize(out, dim=1) if self.scale > 0 else out
+        out = self.scale * F.normalize(out, dim=1) if self.scale > 0 else out
+        return (out, gate) if return_gate else out
 
 
 @register
@@ -103,7 +123,6 @@ class MoToRec(GeneralRecommender):
     @dataclass
     class Params:
         n_layers: int = 2                  # L, LightGCN layers of each channel
-        reg_weight: float = 1e-4           # L2 on the batch's layer-0 embeddings
         hidden_dim: int = 256              # tokenizer MLP hidden width
         num_levels: int = 3                # N_q residual quantisation levels
         codebook_size: int = 512           # K codes per level
@@ -111,7 +130,9 @@ class MoToRec(GeneralRecommender):
         gamma: float = 0.05                # sparsity (KL) weight
         sparsity_rho: float = 0.05         # target usage rho of the KL
         sparsity_temperature: float = 0.1  # T of the soft assignments
+        sparsity_form: Literal["uniform", "printed"] = "uniform"
         lambda_rq: float = 0.1             # weight of the tokenizer loss
+        tokenizer_epochs: int = 10         # epochs the tokenizer trains before codes freeze (-1: always)
         lambda_cl: float = 0.01            # weight of InfoNCE
         cl_temperature: float = 0.2        # InfoNCE temperature
         cl_dropout: float = 0.1            # feature dropout making the two views
@@ -119,7 +140,10 @@ class MoToRec(GeneralRecommender):
         fusion: Literal["hybrid", "concat", "attention"] = "hybrid"
         fusion_alpha: float = 0.5          # alpha of the hybrid fusion
         score_scale: float = 2.0           # norm of the fused vectors (0: not normalised)
-        rq_batch_size: int = 256           # items tokenised per step
+        degree_bias: bool = False          # s += b * log(1 + d_i), b learned
+        ara_form: Literal["amplify", "printed"] = "amplify"
+        ara_bpr: bool = True               # ARA also weights BPR triples by the positive item
+        rq_batch_size: int = 256           # items per tokenizer step
         use_rqvae: bool = True             # false: continuous projected features instead of codes
         use_ara: bool = True               # false: w_i = 1
         use_sparsity: bool = True          # false: no KL term
@@ -134,20 +158,24 @@ class MoToRec(GeneralRecommender):
                 raise ValueError(f"sparsity_rho must lie in (0, 1), got {self.sparsity_rho}")
             if not 0 <= self.fusion_alpha <= 1 or not 0 <= self.cl_dropout < 1:
                 raise ValueError("fusion_alpha must lie in [0, 1] and cl_dropout in [0, 1)")
+            if self.tokenizer_epochs < -1:
+                raise ValueError(f"tokenizer_epochs must be >= 0, or -1 (never frozen), got {self.tokenizer_epochs}")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.p = cfg = self.Params(**{k: config[k] for k in self.Params.__dataclass_fields__})
         d = self.embedding_size
         self.adj_sym = self.user_item_adjacency(dataset)
-        # ARA weights from train degrees (all ones when switched off)
-        w = rarity_weights(dataset.item_degree, config.cold_threshold)
+        # ARA weights from train degrees (all ones when switched off); log(1 + d) for the degree bias
+        w = rarity_weights(dataset.item_degree, config.cold_threshold, cfg.ara_form)
         self.register_buffer("ara_weight", w if cfg.use_ara else torch.ones_like(w), persistent=False)
-        # one tokenizer per modality, and every item's cached codes (n_items, N_q)
+        self.register_buffer("log_degree", torch.log1p(torch.as_tensor(dataset.item_degree, dtype=torch.float32)),
+                             persistent=False)
+        self.degree_coef = nn.Parameter(torch.zeros(1)) if cfg.degree_bias else None
+        # one tokenizer per modality, and every item's codes (n_items, N_q)
         features = self.item_features(dataset)
         for m, f in features.items():
             self.register_buffer(f"feat_{m}", f, persistent=False)
-        # dead_threshold 0: no re-seeding, which would silently change what a held token means
         self.tokenizers = nn.ModuleDict({m: RQVAE(f.shape[1], d, cfg.hidden_dim, cfg.num_levels, cfg.codebook_size,
                                                   dead_threshold=0.0) for m, f in features.items()})
         for m, tok in self.tokenizers.items():
@@ -163,11 +191,15 @@ class MoToRec(GeneralRecommender):
         nn.init.xavier_uniform_(self.user_emb.weight)
         alpha = {"hybrid": cfg.fusion_alpha, "concat": 1.0, "attention": 0.0}[cfg.fusion]
         self.fusion = HybridFusion(d, len(self.modalities), alpha, cfg.score_scale)
-        self._token_order: list[torch.Tensor] = []
+        self._token_optimizer: torch.optim.Optimizer | None = None
+        self.token_log: dict[str, float] = {}
 
     # ------------------------------------------------------------------ tokens
     def item_codes(self, m: str) -> torch.Tensor:
         return getattr(self, f"codes_{m}")
+
+    def tokens_ready(self) -> bool:
+        return bool(next(iter(self.tokenizers.values())).quantizer.levels[0].is_initialised)
 
     @torch.no_grad()
     def initialise_tokens(self) -> None:
@@ -182,6 +214,69 @@ class MoToRec(GeneralRecommender):
             vectors = torch.cat([book.embeddings for book in tok.quantizer.levels])
             self.token_emb[m].weight.copy_(vectors * id_rms / vectors.pow(2).mean().sqrt().clamp_min(1e-12))
 
+    def pre_epoch(self, epoch: int) -> None:
+        """During the tokenizer warm-up: one tokenizer pass, then every item re-encoded (churn logged)."""
+        if not self.p.use_rqvae:
+            return
+        if not self.tokens_ready():
+            self.initialise_tokens()
+        if 0 <= self.p.tokenizer_epochs <= epoch:
+            self.token_log = {"churn": 0.0}                     # frozen
+            return
+        self.token_log = self.train_tokenizer()
+        self.token_log["churn"] = self.refresh_codes()
+
+    @torch.no_grad()
+    def refresh_codes(self) -> float:
+        """Re-encode every item with the current tokenizer; returns the share whose codes changed."""
+        before = torch.cat([self.item_codes(m) for m in self.tokenizers], 1)
+        for m, tok in self.tokenizers.items():
+            self.item_codes(m).copy_(tok.encode(getattr(self, f"feat_{m}")))
+        return code_churn(before, torch.cat([self.item_codes(m) for m in self.tokenizers], 1))
+
+    def train_tokenizer(self) -> dict[str, float]:
+        """One pass over the catalogue in random batches of ``rq_batch_size`` items, minimising
+        lambda_rq * L_rq with the tokenizer's own Adam; returns the mean of each part."""
+        if self._token_optimizer is None:
+            self._token_optimizer = torch.optim.Adam(self.tokenizers.parameters(), lr=self.config.learning_rate)
+        totals: dict[str, float] = {}
+        batches = torch.randperm(self.n_items, device=self.device).split(self.p.rq_batch_size)
+        for idx in batches:
+            parts = self.tokenizer_loss(idx)
+            self._token_optimizer.zero_grad(set_to_none=True)
+            sum(parts.values()).backward()
+            self._token_optimizer.step()
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach()) / len(batches)
+        return totals
+
+    def tokenizer_loss(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """lambda_rq * [mean_i w_i (recon + codebook + beta * commit) + gamma * sum_j KL(rho || rho^_j)]
+        over the items ``idx``."""
+        cfg = self.p
+        w = self.ara_weight[idx]
+        recon = commit = kl = 0.0
+        for m, tok in self.tokenizers.items():
+            out = tok(getattr(self, f"feat_{m}")[idx])
+            recon = recon + (w * (out.recon + out.codebook)).mean()
+            commit = commit + cfg.beta * (w * out.commitment).mean()
+            if cfg.use_sparsity:
+                kl = kl + cfg.gamma * self.sparsity(tok, out)
+        parts = {"recon": cfg.lambda_rq * recon, "commit": cfg.lambda_rq * commit}
+        if cfg.use_sparsity:
+            parts["sparsity"] = cfg.lambda_rq * kl
+        return parts
+
+    def sparsity(self, tok: RQVAE, out) -> torch.Tensor:
+        """sum over levels and codes of KL(rho || rho^_j), rho^_j = mean_i softmax_j(-dist_ij / T) on
+        distances scaled by their row mean; rho = 1/K (``uniform``) or ``sparsity_rho`` (``printed``)."""
+        total = 0.0
+        for dist in out.distances:
+            scaled = dist / dist.detach().mean(1, keepdim=True).clamp_min(1e-12)
+            rho = self.p.sparsity_rho if self.p.sparsity_form == "printed" else 1.0 / dist.shape[1]
+            total = total + sparsity_kl(soft_code_usage(scaled, self.p.sparsity_temperature), rho)
+        return total
+
     def content_input(self, m: str, codes: torch.Tensor | None = None) -> torch.Tensor:
         """Layer-0 items of a content channel: the sum of their tokens' embeddings (cached codes
         unless ``codes`` (n, N_q) are given), or the encoder output z_e without RQ-VAE."""
@@ -192,30 +287,40 @@ class MoToRec(GeneralRecommender):
 
     # ------------------------------------------------------------------ model
     def channels(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The three channels, propagated together: users (U, C*d) and items (I, C*d), C = 1 + #modalities."""
+        """The three channels, propagated together in one sparse product over their concatenated
+        columns: users (U, C*d) and items (I, C*d), C = 1 + #modalities."""
         item_0 = torch.cat([self.item_id(), *(self.content_input(m) for m in self.modalities)], 1)
         return graph.lightgcn(self.adj_sym, self.user_emb.weight, item_0, self.p.n_layers)
 
+    def score_vectors(self, users: torch.Tensor, items: torch.Tensor, item_ids: torch.Tensor | None):
+        """Fused users and items; with ``degree_bias`` an extra column b (users) and log(1 + d_i) (items)."""
+        u, i = self.fusion(users), self.fusion(items)
+        if self.degree_coef is None:
+            return u, i
+        deg = self.log_degree if item_ids is None else self.log_degree[item_ids]
+        return (torch.cat([u, self.degree_coef.expand(u.shape[0], 1)], 1), torch.cat([i, deg[:, None]], 1))
+
     def forward(self):
         users, items = self.channels()
-        return self.fusion(users), self.fusion(items)
+        return self.score_vectors(users, items, None)
 
     def calculate_loss(self, batch):
         cfg = self.p
-        if cfg.use_rqvae and not bool(next(iter(self.tokenizers.values())).quantizer.levels[0].is_initialised):
+        if cfg.use_rqvae and not self.tokens_ready():
             self.initialise_tokens()
-        # the tokenizer step first: it updates cached codes the propagation below reads
-        parts = self.tokenizer_loss() if cfg.use_rqvae else {}
         users, items = self.channels()
-        u = self.fusion(users[batch.users])
-        pos, neg = self.fusion(items[torch.cat([batch.pos, batch.neg])]).chunk(2)
-        parts["bpr"] = losses.bpr(u, pos, neg)
+        # fuse each distinct user and item of the batch once (a batch repeats many of them)
+        user_ids, user_row = batch.users.unique(return_inverse=True)
+        item_ids, item_row = torch.cat([batch.pos, batch.neg]).unique(return_inverse=True)
+        u, i = self.score_vectors(users[user_ids], items[item_ids], item_ids)
+        u, (pos, neg) = u[user_row], i[item_row].chunk(2)
+        margin = F.softplus((u * neg).sum(1) - (u * pos).sum(1))
+        w = self.ara_weight[batch.pos] if cfg.ara_bpr else torch.ones_like(margin)
+        parts = {"bpr": (w * margin).sum() / w.sum()}
         if cfg.use_cl:  # on the first cl_batch_size (shuffled) triples: in-batch negatives are O(B^2)
             head = slice(0, cfg.cl_batch_size)
             parts["cl"] = cfg.lambda_cl * (self.contrast(users[batch.users[head].unique()])
                                            + self.contrast(items[batch.pos[head].unique()]))
-        layer0 = [self.user_emb(batch.users), self.item_id(batch.pos), self.item_id(batch.neg)]
-        parts["reg"] = cfg.reg_weight * losses.emb_reg(*layer0)
         return parts
 
     def contrast(self, rows: torch.Tensor) -> torch.Tensor:
@@ -223,36 +328,6 @@ class MoToRec(GeneralRecommender):
         a = self.fusion(F.dropout(rows, self.p.cl_dropout, self.training))
         b = self.fusion(F.dropout(rows, self.p.cl_dropout, self.training))
         return losses.info_nce(a, b, self.p.cl_temperature)
-
-    def next_token_batch(self) -> torch.Tensor:
-        """The next ``rq_batch_size`` items of a random permutation of the catalogue (a new one when
-        it runs out), so every item is re-tokenised, and its cached code refreshed, once per cycle."""
-        if not self._token_order:
-            perm = torch.randperm(self.n_items, device=self.device)
-            self._token_order = list(perm.split(self.p.rq_batch_size))
-        return self._token_order.pop(0)
-
-    def tokenizer_loss(self) -> dict[str, torch.Tensor]:
-        """lambda_rq * mean_i w_i (recon + codebook + beta * commit) + lambda_rq * gamma * KL, over
-        the next ``rq_batch_size`` items of a cycle through the catalogue; their cached codes are updated."""
-        cfg = self.p
-        idx = self.next_token_batch()
-        w = self.ara_weight[idx]
-        recon = commit = kl = 0.0
-        for m, tok in self.tokenizers.items():
-            out = tok(getattr(self, f"feat_{m}")[idx])
-            self.item_codes(m)[idx] = out.codes.detach()
-            recon = recon + (w * (out.recon + out.codebook)).mean()
-            commit = commit + cfg.beta * (w * out.commitment).mean()
-            if cfg.use_sparsity:
-                for dist in out.distances:
-                    scaled = dist / dist.detach().mean(1, keepdim=True).clamp_min(1e-12)
-                    rho_hat = soft_code_usage(scaled, cfg.sparsity_temperature)
-                    kl = kl + cfg.gamma * sparsity_kl(rho_hat, cfg.sparsity_rho)
-        parts = {"recon": cfg.lambda_rq * recon, "commit": cfg.lambda_rq * commit}
-        if cfg.use_sparsity:
-            parts["sparsity"] = cfg.lambda_rq * kl
-        return parts
 
     # ------------------------------------------------------------------ reports and new items
     def codebook_health(self) -> list[dict]:
@@ -271,7 +346,8 @@ class MoToRec(GeneralRecommender):
             return ""
         parts = [f"{r['modality'][0]}{r['level']} used {r['used']:.2f} ppl {r['perplexity']:.0f} dead {r['dead']}"
                  + (f" reseeded {r['reseeded']}" if r["reseeded"] else "") for r in self.codebook_health()]
-        return "codes " + "; ".join(parts)
+        log = " ".join(f"{k} {v:.4f}" for k, v in self.token_log.items())
+        return "codes " + "; ".join(parts) + (f"; tokenizer {log}" if log else "")
 
     def code_table(self) -> dict[str, np.ndarray]:
         """Every item's codes per modality, {modality: (n_items, N_q)} (empty without RQ-VAE)."""
@@ -279,9 +355,10 @@ class MoToRec(GeneralRecommender):
 
     @torch.no_grad()
     def new_item_vectors(self, features: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Codes per modality (n_new, N_q) and fused vectors (n_new, d) of items unseen in training,
+        """Codes per modality (n_new, N_q) and score vectors (n_new, d [+1]) of items unseen in training,
         from their raw features alone: no ID (zero collaborative vector), no edges (layer mean of an
-        isolated node = layer 0 / (L + 1))."""
+        isolated node = layer 0 / (L + 1)), degree 0. The codes come from the same tokenizer as the
+        training items' codes."""
         missing = [m for m in self.modalities if m not in features]
         if missing:
             raise ValueError(f"new items need features for {missing} (the model was trained on {self.modalities})")
@@ -295,4 +372,7 @@ class MoToRec(GeneralRecommender):
             else:
                 content.append(tok.latent(f))
         x0 = torch.cat([torch.zeros(n, self.embedding_size, device=self.device), *content], 1)
-        return codes, self.fusion(x0 / (self.p.n_layers + 1))
+        vectors = self.fusion(x0 / (self.p.n_layers + 1))
+        if self.degree_coef is not None:
+            vectors = torch.cat([vectors, vectors.new_zeros(n, 1)], 1)
+        return codes, vectors

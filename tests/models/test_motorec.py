@@ -1,4 +1,5 @@
-"""MoToRec: rarity weights, the ablation switches, codebook health and scoring brand-new items."""
+"""MoToRec: rarity weights, sparsity, code churn and freezing, the ablation switches, codebook health
+and scoring brand-new items."""
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ from src.cli.coldstart import without_items
 from src.common.recommender import resolve
 from src.common.data.sampler import BPRSampler
 from src.common.trainer import Trainer, build_model
-from src.models.motorec import rarity_weights
+from src.models.motorec import code_churn, rarity_weights
 
 from tests.conftest import checkerboard
 
@@ -29,29 +30,97 @@ def loss_parts(cfg, ds=None):
     return model, model.calculate_loss(batch)
 
 
-def test_rarity_weights_hand_example():
-    w = rarity_weights(np.array([0, 1, 2, 9, 10, 50]), threshold=10)
+def test_rarity_weights_printed_form_hand_example():
+    w = rarity_weights(np.array([0, 1, 2, 9, 10, 50]), threshold=10, form="printed")
     expected = [1.0, 1 / math.log2(3), 0.5, 1 / math.log2(11), 1.0, 1.0]
     torch.testing.assert_close(w, torch.tensor(expected))
 
 
-def test_ara_switch_sets_the_item_weights():
-    on = build_model(small_config(cold_threshold=100), checkerboard())
+def test_rarity_weights_amplify_cold_items_monotonically_and_continuously():
+    degree = np.arange(0, 40)
+    w = rarity_weights(degree, threshold=10, form="amplify")
+    assert (w[:10] > 1).all() and (w[10:] == 1).all()                   # cold items weigh more
+    assert (w[1:] <= w[:-1]).all()                                       # monotone in the degree
+    assert abs(float(np.log2(12) / np.log2(11)) - float(w[9])) < 1e-6   # no jump: w(tau) = 1 = limit
+    assert abs(float(w[0]) - math.log2(12)) < 1e-6
+
+
+def test_ara_switch_and_form_set_the_item_weights():
+    printed = build_model(small_config(cold_threshold=100, ara_form="printed"), checkerboard())
+    amplify = build_model(small_config(cold_threshold=100), checkerboard())
     off = build_model(small_config(cold_threshold=100, use_ara=False), checkerboard())
-    assert (on.ara_weight < 1).all()          # every item has 0 < degree < 100
+    assert (printed.ara_weight < 1).all()     # every item has 0 < degree < 100
+    assert (amplify.ara_weight > 1).all()
     assert torch.equal(off.ara_weight, torch.ones_like(off.ara_weight))
 
 
+def test_ara_weights_bpr_triples_by_the_positive_item():
+    ds = checkerboard()
+    batch = next(iter(BPRSampler(ds.train.users, ds.train.items, ds.n_items, 64, seed=0)))
+    torch.manual_seed(0)
+    model = build_model(small_config(use_cl=False), ds)
+    model.train()
+    weighted = model.calculate_loss(batch)["bpr"]
+    model.p.ara_bpr = False
+    plain = model.calculate_loss(batch)["bpr"]
+    model.ara_weight.fill_(3.0)               # equal weights: the normalised mean is the plain mean
+    model.p.ara_bpr = True
+    torch.testing.assert_close(model.calculate_loss(batch)["bpr"], plain)
+    assert not torch.isclose(weighted, plain)
+
+
 def test_loss_terms_follow_the_switches():
-    _, full = loss_parts(small_config())
-    assert {"bpr", "cl", "recon", "commit", "sparsity", "reg"} <= set(full)
-    assert full["sparsity"] > 0 and full["cl"] > 0
-    _, no_sparsity = loss_parts(small_config(use_sparsity=False))
-    assert "sparsity" not in no_sparsity and "recon" in no_sparsity
+    model, full = loss_parts(small_config())
+    assert set(full) == {"bpr", "cl"} and full["cl"] > 0
+    parts = model.tokenizer_loss(torch.arange(10))
+    assert set(parts) == {"recon", "commit", "sparsity"} and parts["sparsity"] >= 0
+    model, _ = loss_parts(small_config(use_sparsity=False))
+    assert set(model.tokenizer_loss(torch.arange(10))) == {"recon", "commit"}
     _, no_cl = loss_parts(small_config(use_cl=False))
     assert "cl" not in no_cl
-    _, no_rq = loss_parts(small_config(use_rqvae=False))
-    assert not {"recon", "commit", "sparsity"} & set(no_rq)
+    model, _ = loss_parts(small_config(use_rqvae=False))
+    model.pre_epoch(0)
+    assert model.token_log == {}              # no tokenizer at work
+
+
+def code_usage_after(gamma: float, form: str = "uniform") -> float:
+    """Mean perplexity of the codes (K = 16) after ten tokenizer passes with sparsity weight gamma."""
+    ds = checkerboard(n_items=100, dims=16, noise=1.0)
+    torch.manual_seed(0)
+    model = build_model(small_config(gamma=gamma, sparsity_form=form, codebook_size=16, lambda_rq=1.0,
+                                     learning_rate=0.05, tokenizer_epochs=-1), ds)
+    model.train()
+    for epoch in range(10):
+        model.pre_epoch(epoch)
+    return np.mean([r["perplexity"] for r in model.codebook_health()])
+
+
+def test_sparsity_weight_changes_code_usage():
+    # without the term usage narrows (perplexity ~9 of 16); with it usage spreads (both forms)
+    without = code_usage_after(0.0)
+    assert code_usage_after(5.0) > without + 2 and code_usage_after(5.0, "printed") > without + 2
+
+
+def test_code_churn_counts_items_with_any_changed_level():
+    before = torch.tensor([[0, 1], [2, 3], [4, 5], [6, 7]])
+    after = torch.tensor([[0, 1], [2, 0], [9, 9], [6, 7]])
+    assert code_churn(before, after) == 0.5 and code_churn(before, before) == 0.0
+
+
+def test_codes_churn_during_warm_up_then_freeze():
+    ds = checkerboard()
+    model = build_model(small_config(tokenizer_epochs=2, learning_rate=0.05), ds)
+    model.train()
+    model.pre_epoch(0)
+    assert 0 <= model.token_log["churn"] <= 1 and "recon" in model.token_log
+    model.pre_epoch(1)
+    frozen = {m: model.item_codes(m).clone() for m in model.tokenizers}
+    weights = [p.clone() for p in model.tokenizers.parameters()]
+    for epoch in (2, 3):
+        model.pre_epoch(epoch)
+        assert model.token_log == {"churn": 0.0}
+    assert all(torch.equal(model.item_codes(m), frozen[m]) for m in frozen)
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.tokenizers.parameters()))
 
 
 def test_without_rqvae_items_come_from_continuous_features_not_codes():
@@ -112,5 +181,10 @@ def test_new_items_are_scored_from_features_alone():
     top = torch.topk(vectors @ users.T, 10, dim=1).indices
     for row, parity in zip(top, parities):
         assert (row % 2 == parity).float().mean() >= 0.8, (row, parity)
+    # every item's codes come from the final tokenizer: same features -> same codes
+    for m, tok in model.tokenizers.items():
+        assert torch.equal(model.item_codes(m), tok.encode(getattr(model, f"feat_{m}")))
+    again, _ = model.new_item_vectors({m: getattr(model, f"feat_{m}") for m in model.modalities})
+    assert all(torch.equal(again[m], model.item_codes(m)) for m in again)
     with pytest.raises(ValueError, match="new items need features"):
         model.new_item_vectors({"image": new_features["image"]})

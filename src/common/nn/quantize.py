@@ -236,7 +236,8 @@ def soft_code_usage(distances: torch.Tensor, temperature: float = 1.0) -> torch.
         rho_hat_j = mean_b softmax_j(-||r_b - c_j||^2 / T)
 
     distances: (B, K) squared distances of each row to each code (as in ``Quantized.distances``).
-    Returns rho_hat (K,), summing to one. Gradients reach both the rows and the codes.
+    Returns rho_hat (K,), summing to one (so a Bernoulli KL towards a rho other than 1/K cannot
+    reach zero; its minimum is uniform usage). Gradients reach both the rows and the codes.
     """
     return torch.softmax(-distances / temperature, dim=1).mean(0)
 
