@@ -342,12 +342,7 @@ def _read_item_text(path: Path | None, n_items: int) -> list[str]:
     if not Path(path).exists():
         logger.warning("item text file not found: %s (item_text_file in the dataset YAML); no titles", path)
         return []
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
-    except UnicodeDecodeError:
-        raise DataError(f"{path}, line {first_non_utf8_line(path)}: not UTF-8 text") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"{path}: not a tab-separated table with a header ({str(e).strip()})") from None
+    df = read_tsv_table(path)
     missing = [c for c in ("itemID", "text") if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; the header has {list(df.columns)}")
@@ -362,6 +357,16 @@ def _read_item_text(path: Path | None, n_items: int) -> list[str]:
     return text.tolist()
 
 
+def read_tsv_table(path) -> pd.DataFrame:
+    """A tab-separated table with a header, every cell a string; bad input is one DataError line."""
+    try:
+        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}, line {first_non_utf8_line(path)}: not UTF-8 text") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path}: not a tab-separated table with a header ({str(e).strip()})") from None
+
+
 #: MMRec's id mapping files (its preprocessing writes them beside the .inter): source id, our id
 ID_MAPPING_FILES = {"user": "u_id_mapping.csv", "item": "i_id_mapping.csv"}
 
@@ -369,12 +374,7 @@ ID_MAPPING_FILES = {"user": "u_id_mapping.csv", "item": "i_id_mapping.csv"}
 def _read_id_mapping(path: Path, n: int, kind: str) -> list[str]:
     """``path``: tab-separated with a header; one column holds our 0-based id (``userID`` /
     ``itemID``), the other the source id."""
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"{path}: not a tab-separated table with a header ({str(e).strip()})") from None
+    df = read_tsv_table(path)
     ours = f"{kind}ID"
     if ours not in df.columns or len(df.columns) < 2:
         raise DataError(f"{path}: expected two tab-separated columns, the source id and {ours}; the header "
