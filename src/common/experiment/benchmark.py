@@ -165,6 +165,14 @@ def search_overrides(entry: DatasetSuite, extra: dict[str, Any]) -> dict[str, An
     return {**entry.set, **extra, "search": "random", "n_trials": entry.trials, "seed": entry.seeds[0]}
 
 
+def budget_text(name: str, model: str, entry: DatasetSuite, extra: dict[str, Any]) -> str:
+    """What the suite gives ``model`` on ``name``: configs searched of its grid, then seeds."""
+    space = resolve(model, name, search_overrides(entry, extra))
+    n = min(entry.trials, space.n_points)
+    return (f"{n} of {space.n_points} configs ({', '.join(space.grid) or 'no grid'}) x seed {entry.seeds[0]}, "
+            f"best x {len(entry.seeds)} seeds")
+
+
 def run_dataset(name: str, entry: DatasetSuite, extra: dict[str, Any], executor, force: bool,
                 run: SuiteRun, search: Callable) -> None:
     """Both phases of every model of ``entry`` on dataset ``name``; ``search`` is
@@ -182,9 +190,7 @@ def run_dataset(name: str, entry: DatasetSuite, extra: dict[str, Any], executor,
             continue
         if dataset is None:
             dataset = load_dataset(space.first())
-        n = min(entry.trials, space.n_points)
-        run.budgets[(name, model)] = (f"{n} of {space.n_points} configs ({', '.join(space.grid) or 'no grid'}) "
-                                      f"x seed {entry.seeds[0]}, best x {len(entry.seeds)} seeds")
+        run.budgets[(name, model)] = budget_text(name, model, entry, extra)
         t0 = time.perf_counter()
         try:
             summary = search(space, dataset, executor=executor, force=force)
@@ -227,20 +233,21 @@ def time_to_best(record: dict[str, Any]) -> float:
 
 
 def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], run: SuiteRun,
-                  dataset: str) -> pd.DataFrame:
+                  dataset: str, entry: DatasetSuite, extra: dict[str, Any]) -> pd.DataFrame:
     """One row per model: means ± std over seeds, 95% CI and significance marks per metric column
     (:func:`significance_table`), best config, speed and budget."""
     df = significance_table([r for runs in chosen.values() for r in runs], store, REPORT_METRICS)
     if df.empty:
         return df
     notes = df.attrs.get("notes", [])
-    extra = []
+    more = []
     for label, runs in chosen.items():
-        extra.append({"model": label,
+        more.append({"model": label,
                       "time to best s": float(np.mean([time_to_best(r) for r in runs])),
                       "epochs cap": runs[0]["config"].get("epochs"),
-                      "budget": run.budgets.get((dataset, runs[0]["model"]), "(from the store)")})
-    df = df.merge(pd.DataFrame(extra), on="model", how="left")
+                      "budget": run.budgets.get((dataset, runs[0]["model"]))
+                      or budget_text(dataset, runs[0]["model"], entry, extra)})
+    df = df.merge(pd.DataFrame(more), on="model", how="left")
     if "recall@20" in df:
         df = df.sort_values("recall@20", ascending=False, kind="stable").reset_index(drop=True)
     df.attrs["notes"] = notes
@@ -304,18 +311,21 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         fingerprint = fingerprint_files(dataset_files(config).sources)
         records = [r for r in store.records(fingerprint) if r["label"] in entry.models]
         chosen = chosen_runs(records, entry)
-        df = dataset_table(store, chosen, run, name)
+        df = dataset_table(store, chosen, run, name, entry, extra)
         if df.empty:
             index += [f"## {title}", "", "no finished runs", ""]
             continue
         csv = atomic_write_text(out_dir / f"{name}.csv", df.to_csv(index=False))
-        shown = df[[c for c in df.columns if c.split(" ")[0] in SHOWN and c.split(" ")[-1] != "p"]]
+        shown = df[[c for c in df.columns if c in SHOWN or (c.split(" ")[0] in SHOWN and c.split(" ")[-1]
+                                                            in ("std", "ci_low", "ci_high", "mark"))]]
         shown.attrs = dict(df.attrs)
         png = plot_dataset(df, chosen, out_dir / f"{name}.png", f"{title}: test metrics by model")
         md_lines = [f"# {title}", "",
                     f"{entry.note}".strip(), "",
-                    f"Wall time of this dataset's part in the last suite command: "
-                    f"{run.seconds(name) / 60:.1f} min (runs already in the store are not re-timed).", "",
+                    f"Training epochs of its {len(records)} stored runs (search and seeds, all models, "
+                    f"without the valid evaluations) took {sum(r.get('train_seconds', 0) for r in records) / 60:.0f} "
+                    f"min summed over runs; runs in parallel overlap, and s/epoch and times depend on how "
+                    f"loaded the machine was.", "",
                     significance_markdown(shown), "", "Budget per model:", ""]
         md_lines += [f"- {row['model']}: {row['budget']}; epochs ≤ {row['epochs cap']}" for _, row in df.iterrows()]
         blind = [m for m in entry.models if m in chosen and get_model_class(m).required_modalities == ()]
