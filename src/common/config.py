@@ -386,9 +386,7 @@ class Config(Mapping):
         ignored = EXECUTION_KEYS | {"label", "hyper_parameters", "save_checkpoint", "save_topk"}
         if self._values.get("test_mask", DEFAULT_TEST_MASK) == DEFAULT_TEST_MASK:
             ignored = ignored | {"test_mask"}   # runs from before the key existed keep their ids
-        for section in _SECTIONS.values():
-            if hasattr(section, "inactive_keys"):
-                ignored = ignored | section.inactive_keys(self._values)
+        ignored = ignored | inactive_keys(self._values)
         payload = {k: v for k, v in sorted(self._values.items()) if k not in ignored}
         return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -680,6 +678,16 @@ def _rel(path: Path) -> str:
         return str(Path(path).relative_to(ROOT))
     except ValueError:
         return str(path)
+
+
+def inactive_keys(values: Mapping[str, Any]) -> set[str]:
+    """Keys whose values do not change what a run with ``values`` computes (each section says which,
+    e.g. MOTOR's settings in a run with ID embeddings): left out of run ids and of config groups."""
+    out: set[str] = set()
+    for section in _SECTIONS.values():
+        if hasattr(section, "inactive_keys"):
+            out |= section.inactive_keys(values)
+    return out
 
 
 def default_label(config) -> str:
