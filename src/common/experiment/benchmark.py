@@ -27,6 +27,7 @@ s/epoch, time to the best epoch, budget — a PNG per dataset and an index page 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import time
@@ -233,7 +234,8 @@ def time_to_best(record: dict[str, Any]) -> float:
 
 
 def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], run: SuiteRun,
-                  dataset: str, entry: DatasetSuite, extra: dict[str, Any]) -> pd.DataFrame:
+                  dataset: str, entry: DatasetSuite, extra: dict[str, Any],
+                  records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per model: means ± std over seeds, 95% CI and significance marks per metric column
     (:func:`significance_table`), best config, speed and budget."""
     df = significance_table([r for runs in chosen.values() for r in runs], store, REPORT_METRICS)
@@ -242,7 +244,9 @@ def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], 
     notes = df.attrs.get("notes", [])
     more = []
     for label, runs in chosen.items():
-        more.append({"model": label,
+        searched = len({json.dumps(r["swept"], sort_keys=True, default=str) for r in records
+                        if r["label"] == label and r["seed"] == entry.seeds[0]})
+        more.append({"model": label, "searched": searched,
                       "time to best s": float(np.mean([time_to_best(r) for r in runs])),
                       "epochs cap": runs[0]["config"].get("epochs"),
                       "budget": run.budgets.get((dataset, runs[0]["model"]))
@@ -301,7 +305,7 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
 
     out_dir.mkdir(parents=True, exist_ok=True)
     index = ["# Benchmark report", "",
-             f"Suite: `{suite.source}`. Each model: random search over its YAML grid with the budget "
+             f"Suite: `{_rel(suite.source)}`. Each model: random search over its YAML grid with the budget "
              "shown, on the first seed; the best config by **valid** Recall@20 then on every seed; "
              "test metrics of that config, mean ± std over seeds. Test ranking masks each user's "
              "train and valid items (`test_mask`, see README).", ""]
@@ -311,7 +315,7 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         fingerprint = fingerprint_files(dataset_files(config).sources)
         records = [r for r in store.records(fingerprint) if r["label"] in entry.models]
         chosen = chosen_runs(records, entry)
-        df = dataset_table(store, chosen, run, name, entry, extra)
+        df = dataset_table(store, chosen, run, name, entry, extra, records)
         if df.empty:
             index += [f"## {title}", "", "no finished runs", ""]
             continue
@@ -327,7 +331,9 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
                     f"min summed over runs; runs in parallel overlap, and s/epoch and times depend on how "
                     f"loaded the machine was.", "",
                     significance_markdown(shown), "", "Budget per model:", ""]
-        md_lines += [f"- {row['model']}: {row['budget']}; epochs ≤ {row['epochs cap']}" for _, row in df.iterrows()]
+        md_lines += [f"- {row['model']}: {row['budget']}; epochs ≤ {row['epochs cap']}; in the store: "
+                     f"{row['searched']} config(s) searched, {row['seeds']} seed(s) of the chosen one"
+                     for _, row in df.iterrows()]
         blind = [m for m in entry.models if m in chosen and get_model_class(m).required_modalities == ()]
         if name.endswith("_cold") and blind:
             md_lines += ["", f"{', '.join(blind)} read no item features: on items never seen in training "
@@ -340,8 +346,16 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         brief = shown[[c for c in shown.columns if c in ("model", "seeds")
                        or c.split(" ")[0] in ("recall@20", "ndcg@20", "cold/ndcg@20", "zero/ndcg@20")]]
         brief.attrs = dict(df.attrs)
+        short = [f"{row['model']} ({row['searched']} of {min(entry.trials, int(row['budget'].split(' of ')[1].split()[0]))} "
+                 f"configs searched, {row['seeds']} of {len(entry.seeds)} seeds)" for _, row in df.iterrows()
+                 if row["seeds"] < len(entry.seeds) or row["searched"] < min(entry.trials, int(row["budget"].split(" of ")[1].split()[0]))]
+        missing = [m for m in entry.models if m not in chosen]
         index += [f"## {title}", "", f"[table]({md.name}) · [CSV]({csv.name}) · [figure]({png.name})", "",
                   significance_markdown(brief), ""]
+        if short:
+            index += [f"Incomplete (the suite was stopped before their budget was spent): {'; '.join(short)}.", ""]
+        if missing:
+            index += [f"Not run yet: {', '.join(missing)}.", ""]
     path = atomic_write_text(out_dir / "index.md", "\n".join(index) + "\n")
     atomic_write_json(out_dir / "phases.json", [dataclasses.asdict(p) for p in run.phases])
     return path
@@ -368,3 +382,11 @@ def update_readme(readme: Path, index: Path) -> bool:
     _, tail = rest.split(END, 1)
     atomic_write_text(readme, f"{head}{BEGIN}\n{body}\n{END}{tail}")
     return True
+
+
+def _rel(path: str) -> str:
+    from src.common.paths import ROOT
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
