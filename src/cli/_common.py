@@ -29,6 +29,18 @@ def overrides_of(args) -> dict:
     return out
 
 
+def run_overrides(args) -> dict:
+    """``--set`` values plus the run options a training command shares: ``--no-progress``,
+    ``--workers`` and ``--ray-address``."""
+    out = overrides_of(args)
+    if args.no_progress:
+        out["show_progress"] = False
+    for key, value in (("workers", args.workers), ("ray_address", args.ray_address)):
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def default_results_dir() -> str:
     """``results_dir`` as ``overall.yaml`` sets it (commands that read runs of any dataset)."""
     return str(load_yaml(CONFIG_DIR / "overall.yaml").get("results_dir", RunConfig.results_dir))

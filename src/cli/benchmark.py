@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from src.cli._common import models_of, overrides_of
+from src.cli._common import models_of, run_overrides
 from src.common.experiment import benchmark as bm
 from src.common.experiment.executors import executor_for
 from src.common.experiment.search import run_search
@@ -43,12 +43,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from src.prepare.variants import cold_variant
 
-    extra = overrides_of(args)
-    if args.no_progress:
-        extra["show_progress"] = False
-    for key, value in (("workers", args.workers), ("ray_address", args.ray_address)):
-        if value is not None:
-            extra[key] = value
+    extra = run_overrides(args)
     datasets = [d.strip() for d in (args.dataset or "").split(",") if d.strip()] or None
     suite = bm.load_suite(args.suite, models_of(args) or None, datasets, args.seeds, args.trials, args.cold)
     out_dir = Path(args.out) if args.out else from_root("reports/benchmark")

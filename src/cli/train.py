@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 
-from src.cli._common import add_model_dataset, models_of, overrides_of
+from src.cli._common import add_model_dataset, models_of, run_overrides
 from src.common import mmrec
 from src.common.config import ConfigError, schema_for
 from src.common.recommender import get_model_class, resolve
@@ -39,12 +39,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    overrides = overrides_of(args)
-    if args.no_progress:
-        overrides["show_progress"] = False
-    for key, value in (("workers", args.workers), ("ray_address", args.ray_address)):
-        if value is not None:
-            overrides[key] = value
+    overrides = run_overrides(args)
     if args.save_topk is not None:
         overrides["save_topk"] = args.save_topk
     models = models_of(args)

@@ -157,9 +157,6 @@ class SuiteRun:
     budgets: dict[tuple[str, str], str] = field(default_factory=dict)   # (dataset, model) -> text
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def seconds(self, dataset: str) -> float:
-        return sum(p.seconds for p in self.phases if p.dataset == dataset)
-
 
 def search_overrides(entry: DatasetSuite, extra: dict[str, Any]) -> dict[str, Any]:
     """Overrides of a model's search phase on one dataset."""
