@@ -12,11 +12,13 @@ Loss       BPR + lambda_cl * InfoNCE(two augmented views) + lambda_rq * mean_i w
 
 Where we depart from the printed method (the printed form stays an option where it contradicts
 the paper's own intent; numbers in the repository's issue 18 notes / README):
-- Sparsity (``sparsity_form``). Printed: rho^_j = mean_i softmax_j(-dist_ij / T). Those rho^ sum to
-  one over the K codes, so the target rho = 0.05 is unreachable for K > 20 and the KL only sits at its
-  floor (uniform soft usage). ``activation`` (default) makes the term act on what it names, per-code
-  activation probabilities a_ij = exp(-(dist_ij - min_k dist_ik) / T) (nearest code = 1), each free
-  to approach rho: codes active for too many items are sharpened away, near-dead codes pulled in.
+- Sparsity (``sparsity_form``). Printed: KL(rho || rho^_j) with rho^_j = mean_i softmax_j(-dist_ij / T).
+  Those rho^ sum to one over the K codes, so the target rho = 0.05 is unreachable for K > 20 and the
+  KL only sits at its floor. ``uniform`` (default) targets rho = 1/K, the one usage such shares can
+  reach: the term is then zero iff every code is used equally, and its gradient moves assignments off
+  over-used codes onto rarely used ones (a usage-balance / anti-collapse term; tests check that raising
+  gamma changes code usage). It does not make each item's assignment sparse: with hard nearest-code
+  assignment every item already uses one code per level. ``printed`` keeps rho = ``sparsity_rho``.
   Distances are scaled by their row mean, so T does not depend on the latent's scale.
 - ARA (``ara_form``). Printed: w_i = 1 / log2(d_i + 2) for 0 < d_i < tau, else 1, i.e. rare items get
   0.29-0.63, LESS than the 1.0 of the others, with a jump at tau, while the text says rare items are
