@@ -1,6 +1,9 @@
 """``python main.py ablation -d <dataset>``: the MoToRec ablation table (full, w/o RQ-VAE, w/o ARA,
 w/o Sparsity, w/o CL, w/o HF), each variant trained from the full model's best grid point with three
-seeds (``--set seed=...`` to change them) and reported as mean ± std over the seeds."""
+seeds (``--set seed=...`` to change them) and reported as mean ± sample std over the seeds, with each
+variant's paired difference from the full model (per-user test values averaged over the seeds,
+paired t-test over the test users, Holm-corrected over the variants), so that "a component helps"
+is a claim a test backs, not a gap between two means."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +16,8 @@ from src.common.recommender import resolve
 from src.common.data.dataset import load_dataset
 from src.common.experiment.results import ResultsStore, best_per_label, markdown_table
 from src.common.experiment.search import run_search
+from src.common.experiment.stats import ALPHA, holm, paired_difference, seed_average, seed_summary
+from src.common.eval.per_user import load_per_user
 
 HELP = "train the MoToRec ablation variants and print their overall and cold-start metrics"
 logger = logging.getLogger(__name__)
@@ -59,11 +64,43 @@ def base_point(dataset, overrides: dict) -> dict:
     return {k: first[k] for k in space.grid}
 
 
+#: table column -> metric: the mean ± std columns, and the ones tested against the full model
+COLUMNS = {"R@20": "recall@20", "N@20": "ndcg@20", "cold R@20": "cold/recall@20", "cold N@20": "cold/ndcg@20"}
+TESTED = {"R@20": "recall@20", "cold N@20": "cold/ndcg@20"}
+FULL = "MoToRec"
+
+
 def mean_std(values: list[float]) -> str:
-    """'0.1234 ± 0.0012' over the seeds ('-' without values, no ± for one seed)."""
+    """'0.1234 ± 0.0012' over the seeds, sample std as in the leaderboard ('-' without values, no ±
+    for one seed)."""
     if not values:
         return "-"
-    return f"{np.mean(values):.4f}" + (f" ± {np.std(values):.4f}" if len(values) > 1 else "")
+    s = seed_summary(values)
+    return f"{s.mean:.4f}" + (f" ± {s.std:.4f}" if s.n > 1 else "")
+
+
+def versus_full(per_user: dict[str, list | None], alpha: float = ALPHA) -> dict[str, dict[str, str]]:
+    """Per variant (not the full model) and tested column: 'Δ (p)' = variant - full of the seed-averaged
+    per-user metric, p of the paired t-test Holm-adjusted over the variants, '*' when p < alpha.
+    ``per_user``: variant -> its runs' per-user files (None when missing)."""
+    full = per_user.get(FULL)
+    out: dict[str, dict[str, str]] = {name: {} for name in per_user if name != FULL}
+    if not full:
+        return out
+    for column, key in TESTED.items():
+        base = seed_average([p[key] for p in full]) if all(key in p for p in full) else None
+        tests = {}
+        for name in out:
+            runs = per_user[name]
+            if base is None or not runs or any(key not in p for p in runs):
+                continue
+            tests[name] = paired_difference(base, seed_average([p[key] for p in runs]))
+        tests = {n: t for n, t in tests.items() if t is not None}
+        adjusted = dict(zip(tests, holm([t.p for t in tests.values()]))) if tests else {}
+        for name, t in tests.items():
+            p = adjusted[name]
+            out[name][f"Δ{column} (p)"] = f"{t.diff:+.4f} ({'<1e-4' if p < 1e-4 else f'{p:.3f}'}){'*' if p < alpha else ''}"
+    return out
 
 
 def run(args) -> int:
@@ -78,7 +115,8 @@ def run(args) -> int:
     dataset = load_dataset(resolve("MoToRec", args.dataset, overrides).first())
     base = {**base_point(dataset, overrides), **overrides}
     base.setdefault("seed", SEEDS)
-    rows = []
+    rows, per_user = [], {}
+    store = ResultsStore(resolve("MoToRec", args.dataset, overrides).first().results_dir, dataset.name)
     for name in names:
         space = resolve("MoToRec", args.dataset, {**base, **VARIANTS[name], "label": name})
         summary = run_search(space, dataset)
@@ -86,16 +124,24 @@ def run(args) -> int:
             rows.append({"variant": name})
             continue
         runs = summary.best
+        loaded = [load_per_user(store.root / r["model"] / r["run_id"]) for r in runs]
+        per_user[name] = None if any(p is None for p in loaded) else loaded
         row = {"variant": name, "seeds": len(runs)}
-        for column, key in (("R@20", "recall@20"), ("N@20", "ndcg@20"), ("cold R@20", "cold/recall@20"),
-                            ("cold N@20", "cold/ndcg@20")):
+        for column, key in COLUMNS.items():
             values = [r["test"].get(key) for r in runs]
             row[column] = mean_std([v for v in values if v is not None])
         row["best epoch"] = f"{np.mean([r['best_epoch'] for r in runs]):.0f}"
         row["s/epoch"] = f"{np.mean([r['seconds_per_epoch'] for r in runs]):.2f}"
         rows.append(row)
+    tested = versus_full(per_user)
+    for row in rows:
+        row.update(tested.get(row["variant"], {}))
     print(f"\n## MoToRec ablation on {args.dataset} (test split, mean ± std over seeds {base['seed']}; cold = items with < "
           f"{space.first().cold_threshold} train interactions; base: "
           f"{', '.join(f'{k}={v}' for k, v in base.items() if k in space.grid) or 'YAML'})\n")
     print(markdown_table(pd.DataFrame(rows)))
+    if FULL in names and len(names) > 1:
+        print(f"\nΔ = variant - {FULL} on the same test users (each user's value averaged over the seeds); p: paired "
+              f"t-test over the users, Holm-corrected over the variants; * = significant at {ALPHA:.0%}. A negative "
+              f"significant Δ means the removed component helps.")
     return 0

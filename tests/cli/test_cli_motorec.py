@@ -36,3 +36,21 @@ def test_inspect_coldstart_and_ablation_commands(tmp_path):
     out = run("ablation", "-d", "scientific", "--only", "MoToRec,MoToRec w/o CL", "--no-progress",
               "--set", f"results_dir={tmp_path}", *FAST, "seed=[999,1]").stdout
     assert "| MoToRec |" in out and "| MoToRec w/o CL |" in out and "cold N@20" in out and " ± " in out
+    assert "ΔR@20 (p)" in out and "Δcold N@20 (p)" in out   # the variant tested against the full model
+
+
+def test_ablation_marks_a_variant_only_when_it_differs_from_the_full_model():
+    from src.cli.ablation import versus_full
+    rng = np.random.default_rng(0)
+    users = np.arange(500)
+    base = rng.random(500)
+
+    def runs(values):   # two seeds with the same per-user values
+        return [{"recall@20": (users, values), "cold/ndcg@20": (users, values)} for _ in range(2)]
+
+    out = versus_full({"MoToRec": runs(base), "same": runs(base.copy()),
+                       "worse": runs(base - 0.05 + rng.normal(0, 0.01, 500)), "missing": None})
+    assert out["same"]["ΔR@20 (p)"] == "+0.0000 (1.000)"                 # identical: never significant
+    assert out["worse"]["ΔR@20 (p)"].startswith("-0.05") and out["worse"]["ΔR@20 (p)"].endswith("*")
+    assert out["missing"] == {}                                          # no per-user file: not tested
+    assert versus_full({"MoToRec": None, "worse": runs(base)}) == {"worse": {}}
