@@ -167,14 +167,27 @@ def group_by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[
 
 
 def best_per_label(records: list[dict[str, Any]], valid_metric: str | None = None) -> dict[str, list[dict]]:
-    """For each label, the seeds-group whose *valid* metric has the best mean (never the test)."""
-    best: dict[str, tuple[float, list[dict]]] = {}
+    """For each label, the seeds-group whose *valid* metric is best (never the test).
+
+    Configs are compared on the seeds they all ran (e.g. the search's first seed when the chosen
+    one was re-run on more seeds): a one-seed config is not preferred over a three-seed one because
+    its single valid value is noisier than a mean. Without a seed common to every config, on the
+    mean over each config's seeds."""
+    groups: dict[str, list[list[dict]]] = {}
     for (label, _), runs in group_by_config(records).items():
-        key = valid_metric or runs[0]["config"]["valid_metric"]
-        score = float(np.mean([r["valid"].get(key, float("nan")) for r in runs]))
-        if label not in best or score > best[label][0]:
-            best[label] = (score, runs)
-    return {label: runs for label, (_, runs) in best.items()}
+        groups.setdefault(label, []).append(runs)
+    best: dict[str, list[dict]] = {}
+    for label, configs in groups.items():
+        common = set.intersection(*({r.get("seed") for r in runs} for runs in configs))
+
+        def score(runs: list[dict]) -> float:
+            key = valid_metric or runs[0]["config"]["valid_metric"]
+            values = [r["valid"].get(key, float("nan")) for r in runs if not common or r.get("seed") in common]
+            return float(np.mean(values))
+
+        scores = [score(runs) for runs in configs]
+        best[label] = configs[int(np.argmax(np.nan_to_num(scores, nan=-np.inf)))]
+    return best
 
 
 def summarise(runs: list[dict[str, Any]], metrics: list[str]) -> dict[str, Any]:

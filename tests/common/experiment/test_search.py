@@ -92,6 +92,19 @@ def test_seeds_are_averaged_and_the_best_mean_wins():
     assert "±" in markdown_table(table)
 
 
+def test_configs_are_compared_on_the_seeds_they_share():
+    # the search ran lr=1 and lr=2 on seed 0, then lr=1 (best there) on seeds 1 and 2 too, whose
+    # valid values happen to be lower: lr=2's single seed must not win against lr=1's three-seed mean
+    records = [record("M", 0.25, 0.1, seed=0, lr=1), record("M", 0.23, 0.1, seed=1, lr=1),
+               record("M", 0.23, 0.1, seed=2, lr=1), record("M", 0.24, 0.2, seed=0, lr=2)]
+    best = best_per_label(records)["M"]
+    assert best[0]["swept"] == {"lr": 1} and len(best) == 3
+    # no seed in common: each config's mean over its own seeds
+    records = [record("M", 0.25, 0.1, seed=0, lr=1), record("M", 0.21, 0.1, seed=1, lr=1),
+               record("M", 0.24, 0.2, seed=2, lr=2)]
+    assert best_per_label(records)["M"][0]["swept"] == {"lr": 2}
+
+
 def test_dataset_keys_cannot_be_swept(tmp_path):
     s = resolve("BPR", "scientific", {"cold_threshold": [5, 10], "reg_weight": 0.1},
                 extra_layers=[("t", {"hyper_parameters": ["cold_threshold"]})])
