@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("-d", "--dataset", help="datasets, comma-separated (default: the suite's)")
     parser.add_argument("--suite", help=f"suite YAML (default {bm.DEFAULT_SUITE.relative_to(from_root('.'))})")
     parser.add_argument("--seeds", type=int, metavar="N", help="run the chosen configs on N seeds")
-    parser.add_argument("--trials", type=int, metavar="N", help="configs searched per model (random search)")
+    parser.add_argument("--trials", type=int, metavar="N", help="configs searched per model (random search), on the cold variants too")
     parser.add_argument("--cold", type=float, metavar="SHARE", nargs="?", const=0.2,
                         help="also run the strict item cold-start variant of each dataset, SHARE of the "
                              "items (default 0.2) never in training")
@@ -53,7 +53,7 @@ def run(args) -> int:
         if suite.cold_share > 0:
             variant = cold_variant(resolve(None, name, extra).first(), suite.cold_share, seed=entry.seeds[0])
             plan[variant] = (f"{name}, strict item cold start ({suite.cold_share:.0%} of items never in "
-                             f"training)", entry)
+                             f"training)", suite.cold_entry(entry))
     for name, (_, entry) in plan.items():   # validate every model on every dataset before training any
         for model in entry.models:
             resolve(model, name, bm.search_overrides(entry, extra))

@@ -104,6 +104,16 @@ def test_suite_file_errors_name_the_key(tmp_path):
     suite = bm.load_suite(write_suite(tmp_path / "ok.yaml"), models=["all"], n_seeds=3, trials=5)
     entry = suite.datasets["tiny"]
     assert entry.seeds == [1, 2, 3] and entry.trials == 5 and "MoToRec" in entry.models
+    # the cold variants' own budget; --trials sets both
+    with_cold = tmp_path / "cold.yaml"
+    with_cold.write_text("cold_trials: 1\n" + (tmp_path / "ok.yaml").read_text())
+    suite = bm.load_suite(with_cold)
+    assert suite.cold_entry(suite.datasets["tiny"]).trials == 1 and suite.datasets["tiny"].trials == 2
+    both = bm.load_suite(with_cold, trials=3)
+    assert both.cold_entry(both.datasets["tiny"]).trials == 3
+    with_cold.write_text("cold_trials: 0\n" + (tmp_path / "ok.yaml").read_text())
+    with pytest.raises(ConfigError, match="cold_trials must be >= 1"):
+        bm.load_suite(with_cold)
 
 
 def test_readme_section_is_regenerated_from_the_report(tmp_path):

@@ -78,6 +78,11 @@ class Suite:
     datasets: dict[str, DatasetSuite]
     cold_share: float = 0.0          # > 0: also a strict item cold-start variant of each dataset
     source: str = ""
+    cold_trials: int | None = None   # configs searched per model on a cold variant (None: the dataset's trials)
+
+    def cold_entry(self, entry: DatasetSuite) -> DatasetSuite:
+        """The settings of ``entry``'s strict item cold-start variant: the same, with ``cold_trials``."""
+        return dataclasses.replace(entry, trials=self.cold_trials or entry.trials, set=dict(entry.set))
 
 
 def load_suite(path: str | Path | None = None, models: list[str] | None = None,
@@ -86,15 +91,15 @@ def load_suite(path: str | Path | None = None, models: list[str] | None = None,
     """The suite of ``path`` (default ``src/configs/benchmark.yaml``), narrowed or changed by the
     command line: ``models`` (``["all"]`` = every registered model), ``datasets`` (each needs an
     entry in the suite, or takes the first entry's settings), ``n_seeds`` (the first N seeds of
-    999, 1, 2, 3, ...), ``trials``."""
+    999, 1, 2, 3, ...), ``trials`` (on the cold variants too, over the suite's ``cold_trials``)."""
     path = Path(path) if path else DEFAULT_SUITE
     if not path.exists():
         raise ConfigError(f"{path}: no such suite file")
     raw = load_yaml(path)
     where = str(path)
-    unknown = set(raw) - {"datasets", "cold_share"}
+    unknown = set(raw) - {"datasets", "cold_share", "cold_trials"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; a suite has datasets and cold_share")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; a suite has datasets, cold_share and cold_trials")
     entries = raw.get("datasets") or {}
     if not isinstance(entries, dict) or not entries:
         raise ConfigError(f"{where}: datasets must map dataset names to their settings")
@@ -136,7 +141,12 @@ def load_suite(path: str | Path | None = None, models: list[str] | None = None,
     share = float(raw.get("cold_share", 0.0) if cold_share is None else cold_share)
     if not 0.0 <= share < 1.0:
         raise ConfigError(f"{where}: cold_share must be in [0, 1), got {share}")
-    return Suite(parsed, share, where)
+    cold_trials = None if trials is not None else raw.get("cold_trials")   # --trials sets both budgets
+    if cold_trials is not None:
+        cold_trials = coerce(cold_trials, int, f"{where}: cold_trials")
+        if cold_trials < 1:
+            raise ConfigError(f"{where}: cold_trials must be >= 1, got {cold_trials}")
+    return Suite(parsed, share, where, cold_trials)
 
 
 # ----------------------------------------------------------------------------- running
