@@ -188,3 +188,23 @@ def test_new_items_are_scored_from_features_alone():
     assert all(torch.equal(again[m], model.item_codes(m)) for m in again)
     with pytest.raises(ValueError, match="new items need features"):
         model.new_item_vectors({"image": new_features["image"]})
+
+
+@pytest.mark.parametrize("form", ["bias", "scale"])
+def test_degree_term_adds_or_scales_by_the_items_degree(form):
+    ds = checkerboard()
+    plain = build_model(small_config(degree_bias=False, seed=0), ds).eval()
+    model = build_model(small_config(degree_bias=True, degree_form=form, seed=0), ds).eval()
+    model.load_state_dict(plain.state_dict(), strict=False)        # same weights, b = 0
+    with torch.no_grad():
+        pu, pi = plain.forward()
+        mu, mi = model.forward()
+        base, neutral = pu @ pi.T, mu @ mi.T
+        model.degree_coef.fill_(0.5)
+        u, i = model.forward()
+    assert torch.allclose(neutral, base, atol=1e-5)                 # b = 0: the plain model's scores
+    log_d = torch.log1p(torch.as_tensor(ds.item_degree, dtype=torch.float32))
+    expected = base + 0.5 * log_d if form == "bias" else base * torch.exp(0.5 * log_d)
+    assert torch.allclose(u @ i.T, expected, atol=1e-4)
+    _, new = model.new_item_vectors({m: torch.as_tensor(f[:2]) for m, f in ds.features.items()})
+    assert new.shape[1] == i.shape[1]                                # new items: degree 0, same layout
