@@ -78,6 +78,12 @@ def test_suite_runs_both_phases_writes_the_report_and_resumes(world):
     assert again.returncode == 0, again.stderr[-3000:]
     phases = json.loads((tmp / "report" / "phases.json").read_text())
     assert sum(p["finished"] for p in phases) == 0 and sum(p["skipped"] for p in phases) == 8
+    # the report of a cold variant that has not run says so instead of an empty table
+    only = run("benchmark", *common, "--report-only", "--cold")
+    assert only.returncode == 0, only.stderr[-3000:]
+    index = (tmp / "report" / "index.md").read_text()
+    assert "tiny.md" in index and "Not run yet: `python main.py benchmark -d tiny --cold`" in index
+    assert not (tmp / "report" / "tiny_cold.md").exists()
 
 
 def test_cold_variant_holds_items_out_of_training(world):

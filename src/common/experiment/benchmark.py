@@ -321,6 +321,10 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         store = ResultsStore(config.results_dir, name)
         fingerprint = fingerprint_files(dataset_files(config).sources)
         records = [r for r in store.records(fingerprint) if r["label"] in entry.models]
+        if not records:   # e.g. a cold variant asked for in --report-only before its runs
+            index += [f"## {title}", "", f"Not run yet: `python main.py benchmark -d {name.removesuffix('_cold')}"
+                      f"{' --cold' if name.endswith('_cold') else ''}` trains it.", ""]
+            continue
         chosen = chosen_runs(records, entry)
         df = dataset_table(store, chosen, run, name, entry, extra, records)
         if df.empty:
