@@ -145,6 +145,12 @@ class SearchConfig:
             raise ValueError(f"ray_address must be auto, ray://host:port or host:port, got {address!r}")
 
 
+#: keys added after runs were stored, each with the value that computes what runs from before the
+#: key did: at that value a key stays out of run ids and config groups (see ``inactive_keys``), so
+#: those runs keep their ids and group with new runs of the same config
+LATER_KEYS: dict[str, Any] = {"test_mask": DEFAULT_TEST_MASK, "degree_form": "bias"}   # degree_form: MoToRec's
+
+
 def test_mask_of(config: Mapping[str, Any]) -> str:
     """The test mask of a (recorded) config; records from before the key existed used the default."""
     return config.get("test_mask", DEFAULT_TEST_MASK)
@@ -384,9 +390,7 @@ class Config(Mapping):
     def identity(self) -> str:
         """A hash of every value that changes what a run computes (not its bookkeeping)."""
         ignored = EXECUTION_KEYS | {"label", "hyper_parameters", "save_checkpoint", "save_topk"}
-        if self._values.get("test_mask", DEFAULT_TEST_MASK) == DEFAULT_TEST_MASK:
-            ignored = ignored | {"test_mask"}   # runs from before the key existed keep their ids
-        ignored = ignored | inactive_keys(self._values)
+        ignored = ignored | inactive_keys(self._values)   # incl. LATER_KEYS at their old value
         payload = {k: v for k, v in sorted(self._values.items()) if k not in ignored}
         return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -682,8 +686,9 @@ def _rel(path: Path) -> str:
 
 def inactive_keys(values: Mapping[str, Any]) -> set[str]:
     """Keys whose values do not change what a run with ``values`` computes (each section says which,
-    e.g. MOTOR's settings in a run with ID embeddings): left out of run ids and of config groups."""
-    out: set[str] = set()
+    e.g. MOTOR's settings in a run with ID embeddings), and ``LATER_KEYS`` at the value runs from
+    before them used: left out of run ids and of config groups."""
+    out = {k for k, old in LATER_KEYS.items() if values.get(k, old) == old}
     for section in _SECTIONS.values():
         if hasattr(section, "inactive_keys"):
             out |= section.inactive_keys(values)

@@ -98,6 +98,17 @@ def test_motor_settings_stay_out_of_an_id_runs_identity():
     assert motor.replace(pq_codebook_size=cfg.pq_codebook_size * 2).identity() != motor.identity()
 
 
+def test_a_later_key_at_its_old_value_keeps_the_run_ids_and_groups_of_runs_from_before_it():
+    from src.common.config import Config
+    from src.common.experiment.results import group_by_config
+    cfg = resolve("MoToRec", "scientific", {"degree_bias": True}).first()
+    before = Config({k: v for k, v in cfg.to_dict().items() if k not in ("degree_form", "test_mask")})
+    assert cfg.degree_form == "bias" and before.identity() == cfg.identity()
+    assert cfg.replace(degree_form="scale").identity() != cfg.identity()
+    records = [{"label": "MoToRec", "seed": 1, "config": c.to_dict()} for c in (before, cfg, cfg.replace(degree_form="scale"))]
+    assert sorted(len(g) for g in group_by_config(records).values()) == [1, 2]
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("learning_rate", -0.001, "learning_rate must be positive, got -0.001 (learning_rate from --set)"),
     ("learning_rate", 0, "learning_rate must be positive"),
