@@ -348,7 +348,8 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         blind = [m for m in entry.models if m in chosen and get_model_class(m).required_modalities == ()]
         if name.endswith("_cold") and blind:
             md_lines += ["", f"{', '.join(blind)} read no item features: on items never seen in training "
-                             "they can only rank by untrained ID vectors, so their `zero/` columns are chance level."]
+                             "they can only rank by untrained ID vectors, so their `zero/` columns are at best "
+                             "chance level (untrained vectors usually rank below every trained item)."]
         errors = [f"- {m}: {e}" for (d, m), e in run.errors.items() if d == name]
         if errors:
             md_lines += ["", "Not run:", "", *errors]
