@@ -170,9 +170,9 @@ def best_per_label(records: list[dict[str, Any]], valid_metric: str | None = Non
     """For each label, the seeds-group whose *valid* metric is best (never the test).
 
     Configs are compared on the seeds they all ran (e.g. the search's first seed when the chosen
-    one was re-run on more seeds): a one-seed config is not preferred over a three-seed one because
-    its single valid value is noisier than a mean. Without a seed common to every config, on the
-    mean over each config's seeds."""
+    one was re-run on more seeds), so that a one-seed config cannot win merely because its single,
+    noisier valid value beats another config's mean over seeds. Without a seed common to every
+    config, each config's mean over its own seeds."""
     groups: dict[str, list[list[dict]]] = {}
     for (label, _), runs in group_by_config(records).items():
         groups.setdefault(label, []).append(runs)
