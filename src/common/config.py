@@ -33,7 +33,7 @@ from typing import Any, Iterator, Literal, Mapping
 import yaml
 
 from src.common import mmrec
-from src.common.paths import CONFIG_DIR, ROOT, from_root
+from src.common.paths import CONFIG_DIR, ROOT, from_root, relative_to_root
 
 logger = logging.getLogger(__name__)
 
@@ -555,24 +555,26 @@ def resolve_layers(model_cls: type | None, dataset: str, overrides: Mapping[str,
     schema = schema_for(model_cls)
 
     reading = _MMRecKeys(schema)
-    overall = reading.layer(_rel(CONFIG_DIR / "overall.yaml"), load_yaml(CONFIG_DIR / "overall.yaml"))
-    layers: list[tuple[str, dict[str, Any]]] = [(_rel(CONFIG_DIR / "overall.yaml"), overall)]
+    overall_where = relative_to_root(CONFIG_DIR / "overall.yaml")
+    overall = reading.layer(overall_where, load_yaml(CONFIG_DIR / "overall.yaml"))
+    layers: list[tuple[str, dict[str, Any]]] = [(overall_where, overall)]
     data_path = (overrides or {}).get("data_path") or overall.get("data_path") or DatasetConfig.data_path
     ds_path = dataset_yaml(dataset, str(data_path))
+    ds_where = relative_to_root(ds_path) if ds_path is not None else None
     if ds_path is not None:
-        layers.append((_rel(ds_path), reading.layer(_rel(ds_path), load_yaml(ds_path))))
+        layers.append((ds_where, reading.layer(ds_where, load_yaml(ds_path))))
     elif dataset not in known_datasets() and not (from_root(data_path) / dataset / f"{dataset}.inter").exists():
         raise ConfigError(f"unknown dataset {dataset!r}: no src/configs/dataset/{dataset}.yaml and no "
                           f"data/{dataset}/{dataset}.inter. Known datasets: {', '.join(known_datasets())}")
     model_yaml = CONFIG_DIR / "model" / f"{model_cls.__name__}.yaml" if model_cls else None
     if model_yaml is not None and model_yaml.exists():
-        layers.append((_rel(model_yaml), reading.layer(_rel(model_yaml), load_yaml(model_yaml))))
+        model_where = relative_to_root(model_yaml)
+        layers.append((model_where, reading.layer(model_where, load_yaml(model_yaml))))
     layers.extend((name, reading.layer(name, values)) for name, values in (extra_layers or []))
     layers.append(("--set", reading.layer("--set", overrides or {})))
 
     merged: dict[str, Any] = {k.name: k.default for k in schema.keys.values()}
     sources: dict[str, str] = {k: "default" for k in merged}
-    overall_where, ds_where = layers[0][0], _rel(ds_path) if ds_path else None
     for where, values in layers:
         # an unknown key's error lists the keys of its own layer: overall.yaml's run-level sections,
         # the dataset's, or the model's (--set and extra layers too)
@@ -675,13 +677,6 @@ class _MMRecKeys:
                 self._reported.update((w, k) for w, keys in new.items() for k in keys)
         return {"ignored": [f"{w}: {k}" for w, keys in self.ignored.items() for k in keys],
                 "unsupported": [f"{w}: {k}" for w, keys in self.unsupported.items() for k in keys]}
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).relative_to(ROOT))
-    except ValueError:
-        return str(path)
 
 
 def inactive_keys(values: Mapping[str, Any]) -> set[str]:

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from src.common.config import ConfigError, coerce, load_yaml
-from src.common.paths import CONFIG_DIR
+from src.common.paths import CONFIG_DIR, relative_to_root
 from src.common.recommender import get_model_class, model_names, resolve
 from src.common.storage import atomic_write_json, atomic_write_text
 from src.common.experiment.results import (ResultsStore, best_per_label, group_by_config, significance_markdown,
@@ -312,7 +312,7 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
 
     out_dir.mkdir(parents=True, exist_ok=True)
     index = ["# Benchmark report", "",
-             f"Suite: `{_rel(suite.source)}`. Each model: random search over its YAML grid with the budget "
+             f"Suite: `{relative_to_root(suite.source)}`. Each model: random search over its YAML grid with the budget "
              "shown, on the first seed; the best config by **valid** Recall@20 then on every seed; "
              "test metrics of that config, mean ± std over seeds. Test ranking masks each user's "
              "train and valid items (`test_mask`, see README).", ""]
@@ -395,10 +395,3 @@ def update_readme(readme: Path, index: Path) -> bool:
     atomic_write_text(readme, f"{head}{BEGIN}\n{body}\n{END}{tail}")
     return True
 
-
-def _rel(path: str) -> str:
-    from src.common.paths import ROOT
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
