@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from src.common.config import EXECUTION_KEYS, default_label, inactive_keys, test_mask_of
+from src.common.config import EXECUTION_KEYS, default_label, inactive_keys
 from src.common.eval.per_user import load_per_user
 from src.common.experiment.stats import ALPHA, seed_average, seed_summary, tie_marks
 from src.common.paths import ROOT, from_root
@@ -157,10 +157,10 @@ def group_by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[
     """Records of the same label and config (all keys but the seed), i.e. the seeds of one point."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
-        skip = inactive_keys(r["config"])   # e.g. MOTOR keys of an ID run, whether or not it recorded them
+        # e.g. MOTOR keys of an ID run, and keys added later (test_mask, ...) at the value older records lacked
+        skip = inactive_keys(r["config"])
         cfg = {k: v for k, v in r["config"].items()
                if k not in ("seed", "save_checkpoint", "save_topk") and k not in EXECUTION_KEYS and k not in skip}
-        cfg["test_mask"] = test_mask_of(r["config"])   # records from before the key: the default
         key = (r["label"], json.dumps(cfg, sort_keys=True, default=str))
         groups.setdefault(key, []).append(r)
     return groups
