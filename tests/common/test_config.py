@@ -105,8 +105,9 @@ def test_a_later_key_at_its_old_value_keeps_the_run_ids_and_groups_of_runs_from_
     before = Config({k: v for k, v in cfg.to_dict().items() if k not in ("degree_form", "test_mask")})
     assert cfg.degree_form == "bias" and before.identity() == cfg.identity()
     assert cfg.replace(degree_form="scale").identity() != cfg.identity()
-    records = [{"label": "MoToRec", "seed": 1, "config": c.to_dict()} for c in (before, cfg, cfg.replace(degree_form="scale"))]
-    assert sorted(len(g) for g in group_by_config(records).values()) == [1, 2]
+    configs = (before, cfg, cfg.replace(degree_form="scale"), cfg.replace(test_mask="train"))
+    records = [{"label": "MoToRec", "seed": 1, "config": c.to_dict()} for c in configs]
+    assert sorted(len(g) for g in group_by_config(records).values()) == [1, 1, 2]
 
 
 @pytest.mark.parametrize("key, value, message", [
