@@ -112,11 +112,12 @@ def run(args) -> int:
     if unknown:
         from src.common.config import ConfigError
         raise ConfigError(f"--only: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    dataset = load_dataset(resolve("MoToRec", args.dataset, overrides).first())
+    first = resolve("MoToRec", args.dataset, overrides).first()
+    dataset = load_dataset(first)
     base = {**base_point(dataset, overrides), **overrides}
     base.setdefault("seed", SEEDS)
     rows, per_user = [], {}
-    store = ResultsStore(resolve("MoToRec", args.dataset, overrides).first().results_dir, dataset.name)
+    store = ResultsStore(first.results_dir, dataset.name)
     for name in names:
         space = resolve("MoToRec", args.dataset, {**base, **VARIANTS[name], "label": name})
         summary = run_search(space, dataset)
