@@ -164,7 +164,6 @@ class Phase:
 @dataclass
 class SuiteRun:
     phases: list[Phase] = field(default_factory=list)
-    budgets: dict[tuple[str, str], str] = field(default_factory=dict)   # (dataset, model) -> text
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
@@ -173,12 +172,12 @@ def search_overrides(entry: DatasetSuite, extra: dict[str, Any]) -> dict[str, An
     return {**entry.set, **extra, "search": "random", "n_trials": entry.trials, "seed": entry.seeds[0]}
 
 
-def budget_text(name: str, model: str, entry: DatasetSuite, extra: dict[str, Any]) -> str:
-    """What the suite gives ``model`` on ``name``: configs searched of its grid, then seeds."""
-    space = resolve(model, name, search_overrides(entry, extra))
+def budget(space, entry: DatasetSuite) -> tuple[int, str]:
+    """What the suite gives a model whose search phase is ``space``: the number of configs searched
+    (its grid, or ``trials`` of it) and that budget in words, configs then seeds."""
     n = min(entry.trials, space.n_points)
-    return (f"{n} of {space.n_points} configs ({', '.join(space.grid) or 'no grid'}) x seed {entry.seeds[0]}, "
-            f"best x {len(entry.seeds)} seeds")
+    return n, (f"{n} of {space.n_points} configs ({', '.join(space.grid) or 'no grid'}) x seed {entry.seeds[0]}, "
+               f"best x {len(entry.seeds)} seeds")
 
 
 def run_dataset(name: str, entry: DatasetSuite, extra: dict[str, Any], executor, force: bool,
@@ -198,7 +197,6 @@ def run_dataset(name: str, entry: DatasetSuite, extra: dict[str, Any], executor,
             continue
         if dataset is None:
             dataset = load_dataset(space.first())
-        run.budgets[(name, model)] = budget_text(name, model, entry, extra)
         t0 = time.perf_counter()
         try:
             summary = search(space, dataset, executor=executor, force=force)
@@ -240,28 +238,28 @@ def time_to_best(record: dict[str, Any]) -> float:
     return float((record.get("best_epoch", 0) + 1) * record.get("seconds_per_epoch", float("nan")))
 
 
-def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], run: SuiteRun,
-                  dataset: str, entry: DatasetSuite, extra: dict[str, Any],
-                  records: list[dict[str, Any]]) -> pd.DataFrame:
+def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], dataset: str,
+                  entry: DatasetSuite, extra: dict[str, Any], records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per model: means ± std over seeds, 95% CI and significance marks per metric column
     (:func:`significance_table`), best config, speed and budget."""
     df = significance_table([r for runs in chosen.values() for r in runs], store, REPORT_METRICS)
     if df.empty:
         return df
     notes = df.attrs.get("notes", [])
-    more = []
+    more, configs = [], {}
     for label, runs in chosen.items():
+        configs[label], text = budget(resolve(runs[0]["model"], dataset, search_overrides(entry, extra)), entry)
         searched = len({json.dumps(r["swept"], sort_keys=True, default=str) for r in records
                         if r["label"] == label and r["seed"] == entry.seeds[0]})
         more.append({"model": label, "searched": searched,
                       "time to best s": float(np.mean([time_to_best(r) for r in runs])),
                       "epochs cap": runs[0]["config"].get("epochs"),
-                      "budget": run.budgets.get((dataset, runs[0]["model"]))
-                      or budget_text(dataset, runs[0]["model"], entry, extra)})
+                      "budget": text})
     df = df.merge(pd.DataFrame(more), on="model", how="left")
     if "recall@20" in df:
         df = df.sort_values("recall@20", ascending=False, kind="stable").reset_index(drop=True)
     df.attrs["notes"] = notes
+    df.attrs["configs"] = configs   # label -> configs its search phase gets
     return df
 
 
@@ -326,7 +324,7 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
                       f"{' --cold' if name.endswith('_cold') else ''}` trains it.", ""]
             continue
         chosen = chosen_runs(records, entry)
-        df = dataset_table(store, chosen, run, name, entry, extra, records)
+        df = dataset_table(store, chosen, name, entry, extra, records)
         if df.empty:
             index += [f"## {title}", "", "no finished runs", ""]
             continue
@@ -358,9 +356,10 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         brief = shown[[c for c in shown.columns if c in ("model", "seeds")
                        or c.split(" ")[0] in ("recall@20", "ndcg@20", "cold/ndcg@20", "zero/ndcg@20")]]
         brief.attrs = dict(df.attrs)
-        short = [f"{row['model']} ({row['searched']} of {min(entry.trials, int(row['budget'].split(' of ')[1].split()[0]))} "
-                 f"configs searched, {row['seeds']} of {len(entry.seeds)} seeds)" for _, row in df.iterrows()
-                 if row["seeds"] < len(entry.seeds) or row["searched"] < min(entry.trials, int(row["budget"].split(" of ")[1].split()[0]))]
+        configs = df.attrs["configs"]
+        short = [f"{row['model']} ({row['searched']} of {configs[row['model']]} configs searched, {row['seeds']} of "
+                 f"{len(entry.seeds)} seeds)" for _, row in df.iterrows()
+                 if row["seeds"] < len(entry.seeds) or row["searched"] < configs[row["model"]]]
         missing = [m for m in entry.models if m not in chosen]
         index += [f"## {title}", "", f"[table]({md.name}) · [CSV]({csv.name}) · [figure]({png.name})", "",
                   significance_markdown(brief), ""]
