@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import logging
 import pkgutil
@@ -57,9 +56,11 @@ def setup_logging(verbose: bool = False) -> None:
 
 def os_error_line(e: OSError) -> str:
     """``<file>: <reason>``, and for a write that failed, that what was written before is kept."""
+    from src.common.storage import STORAGE_ERRNOS
+
     where = f"{e.filename}: " if e.filename else ""
     text = f"{where}{e.strerror or e}"
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+    if e.errno in STORAGE_ERRNOS:
         text += (" (files are written atomically: what was saved before is intact; free space or choose "
                  "another results_dir / --out, then run the same command again to resume)")
     return text

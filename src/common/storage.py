@@ -4,6 +4,7 @@ A reader (or a resumed search) therefore sees either the old file or the complet
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -11,6 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+#: errors of the folder written to itself (full, over quota, read-only, not ours): every later write
+#: there fails too, so they stop a search and get the "what was saved is intact" advice
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w") -> Path:

@@ -15,7 +15,6 @@ written here only: the driver process is the only writer of the results store.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import logging
 import time
@@ -30,6 +29,7 @@ from src.common.config import EXECUTION_KEYS, Config, ConfigError, ConfigSpace, 
 from src.common.data.dataset import DataError, Dataset, load_dataset
 from src.common.extras import require
 from src.common.recommender import get_model_class
+from src.common.storage import STORAGE_ERRNOS
 from src.common.experiment.results import ResultsStore, best_per_label, make_record, run_id_for
 from src.common.experiment.strategies import Asha, make_strategy
 from src.common.trainer import Trainer, TrainResult
@@ -126,10 +126,6 @@ def run_trial(trial: Trial, dataset: Dataset, train: Train | None = None) -> Tra
     if trial.scheduler is not None:
         stop = functools.partial(trial.scheduler.should_stop, trial.run_id)
     return train(trial.config, dataset, trial.run_dir, should_stop=stop)
-
-
-#: errors of the results folder itself (full, read-only, not ours): they stop the search
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class InProcess:
