@@ -113,7 +113,7 @@ class HybridFusion(nn.Module):
         self.attn = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False)) if alpha < 1 else None
         self.gate = nn.Linear(2 * dim, dim)
 
-    def forward(self, x: torch.Tensor, return_gate: bool = False):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.normalize(x.reshape(x.shape[0], -1, self.dim), dim=2).reshape(x.shape[0], -1)
         collab, content = x[:, :self.dim], x[:, self.dim:]
         fused = 0
@@ -125,8 +125,7 @@ class HybridFusion(nn.Module):
             fused = fused + (1 - self.alpha) * (weights * stacked).sum(1)
         gate = torch.sigmoid(self.gate(torch.cat([fused, collab], 1)))
         out = fused + gate * collab
-        out = self.scale * F.normalize(out, dim=1) if self.scale > 0 else out
-        return (out, gate) if return_gate else out
+        return self.scale * F.normalize(out, dim=1) if self.scale > 0 else out
 
 
 @register
