@@ -38,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from src.common.config import ConfigError, coerce, load_yaml
+from src.common.config import EXECUTION_KEYS, LATER_KEYS, ConfigError, coerce, load_yaml
 from src.common.paths import CONFIG_DIR, relative_to_root
 from src.common.recommender import get_model_class, model_names, resolve
 from src.common.storage import atomic_write_json, atomic_write_text
@@ -233,6 +233,15 @@ def chosen_runs(records: list[dict[str, Any]], entry: DatasetSuite) -> dict[str,
 
 
 # ----------------------------------------------------------------------------- report
+def under_settings(record: dict[str, Any], settings: dict[str, Any]) -> bool:
+    """Whether ``record`` ran under the suite's ``settings`` (its ``set`` and the command line's
+    overrides; keys of where and how runs execute aside), so that runs from an earlier budget of
+    the same dataset (e.g. another epoch cap) stay out of its report."""
+    config = record["config"]
+    return all(config.get(k, LATER_KEYS.get(k, v)) == v for k, v in settings.items()
+               if k not in EXECUTION_KEYS and k not in ("data_path", "label"))
+
+
 def time_to_best(record: dict[str, Any]) -> float:
     """Seconds of training until the best epoch (epochs up to it x seconds per epoch)."""
     return float((record.get("best_epoch", 0) + 1) * record.get("seconds_per_epoch", float("nan")))
@@ -318,7 +327,8 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         config = resolve(None, name, extra).first()
         store = ResultsStore(config.results_dir, name)
         fingerprint = fingerprint_files(dataset_files(config).sources)
-        records = [r for r in store.records(fingerprint) if r["label"] in entry.models]
+        records = [r for r in store.records(fingerprint)
+                   if r["label"] in entry.models and under_settings(r, {**entry.set, **extra})]
         if not records:   # e.g. a cold variant asked for in --report-only before its runs
             index += [f"## {title}", "", f"Not run yet: `python main.py benchmark -d {name.removesuffix('_cold')}"
                       f"{' --cold' if name.endswith('_cold') else ''}` trains it.", ""]
