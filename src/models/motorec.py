@@ -103,24 +103,19 @@ def code_churn(before: torch.Tensor, after: torch.Tensor) -> float:
 
 class HybridFusion(nn.Module):
     """e_c = alpha * W [c_1; ...; c_M] + (1 - alpha) * sum_m a_m c_m with a = softmax_m(q^T tanh(W_a c_m));
-    then the gated residual e = e_c + sigmoid(W_g [e_c; id]) * id. Input rows are [id | c_1 | ... | c_M].
-    ``norm`` all: each channel is L2-normalised first and e rescaled to norm ``scale`` (if > 0);
-    content: only the content channels are normalised and e is not rescaled, so the ID channel keeps
-    the norm LightGCN gives it (the popularity signal), as LGMRec adds normalised modal vectors to it."""
+    then the gated residual e = e_c + sigmoid(W_g [e_c; id]) * id. Input rows are [id | c_1 | ... | c_M];
+    each channel is L2-normalised first, and e is rescaled to norm ``scale`` (if > 0)."""
 
-    def __init__(self, dim: int, n_modalities: int, alpha: float, scale: float, norm: str = "all"):
+    def __init__(self, dim: int, n_modalities: int, alpha: float, scale: float):
         super().__init__()
-        self.dim, self.alpha = dim, alpha
-        self.scale, self.norm_collab = (scale, True) if norm == "all" else (0.0, False)
+        self.dim, self.alpha, self.scale = dim, alpha, scale
         self.concat = nn.Linear(n_modalities * dim, dim) if alpha > 0 else None
         self.attn = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False)) if alpha < 1 else None
         self.gate = nn.Linear(2 * dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(x.reshape(x.shape[0], -1, self.dim), dim=2).reshape(x.shape[0], -1)
         collab, content = x[:, :self.dim], x[:, self.dim:]
-        if self.norm_collab:
-            collab = F.normalize(collab, dim=1)
-        content = F.normalize(content.reshape(x.shape[0], -1, self.dim), dim=2).reshape(x.shape[0], -1)
         fused = 0
         if self.concat is not None:
             fused = self.alpha * self.concat(content)
@@ -157,7 +152,6 @@ class MoToRec(GeneralRecommender):
         fusion: Literal["hybrid", "concat", "attention"] = "hybrid"
         fusion_alpha: float = 0.5          # alpha of the hybrid fusion
         score_scale: float = 2.0           # norm of the fused vectors (0: not normalised)
-        fusion_norm: Literal["all", "content"] = "all"   # channels L2-normalised before the fusion
         degree_bias: bool = False          # a learned degree term in the score (form: degree_form)
         degree_form: Literal["bias", "scale"] = "bias"   # s + b log(1 + d_i) | s (1 + d_i)^b
         ara_form: Literal["amplify", "printed"] = "amplify"
@@ -209,7 +203,7 @@ class MoToRec(GeneralRecommender):
         self.user_emb = nn.Embedding(self.n_users, self.n_channels * d)
         nn.init.xavier_uniform_(self.user_emb.weight)
         alpha = {"hybrid": cfg.fusion_alpha, "concat": 1.0, "attention": 0.0}[cfg.fusion]
-        self.fusion = HybridFusion(d, len(self.modalities), alpha, cfg.score_scale, cfg.fusion_norm)
+        self.fusion = HybridFusion(d, len(self.modalities), alpha, cfg.score_scale)
         self._token_optimizer: torch.optim.Optimizer | None = None
         self.token_log: dict[str, float] = {}
 

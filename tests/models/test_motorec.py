@@ -208,25 +208,3 @@ def test_degree_term_adds_or_scales_by_the_items_degree(form):
     assert torch.allclose(u @ i.T, expected, atol=1e-4)
     _, new = model.new_item_vectors({m: torch.as_tensor(f[:2]) for m, f in ds.features.items()})
     assert new.shape[1] == i.shape[1]                                # new items: degree 0, same layout
-
-
-def test_fusion_norm_content_keeps_the_id_channels_norm():
-    """all: rows differing only in the scale of their ID channel fuse to the same vector (the
-    popularity signal LightGCN carries in norms is removed); content: the larger ID vector gives
-    a larger fused vector, while the content channel is still normalised."""
-    from src.models.motorec import HybridFusion
-    torch.manual_seed(0)
-    d = 4
-    collab, content = torch.randn(1, d), torch.randn(1, d)
-    rows = torch.cat([torch.cat([collab, content], 1), torch.cat([5 * collab, 3 * content], 1)])
-    every = HybridFusion(d, 1, 0.5, 2.0, "all")
-    out = every(rows)
-    assert torch.allclose(out[0], out[1], atol=1e-6) and torch.allclose(out.norm(dim=1), torch.full((2,), 2.0))
-    content_only = HybridFusion(d, 1, 0.5, 2.0, "content")
-    content_only.load_state_dict(every.state_dict())
-    out = content_only(rows)
-    assert out[1].norm() > out[0].norm() + 1e-3
-    # the content channel alone (ID channel zero) is scale-free
-    zero = torch.cat([torch.zeros(2, d), torch.cat([content, 3 * content])], 1)
-    out = content_only(zero)
-    assert torch.allclose(out[0], out[1], atol=1e-6)
