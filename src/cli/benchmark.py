@@ -27,7 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cold", type=float, metavar="SHARE", nargs="?", const=0.2,
                         help="also run the strict item cold-start variant of each dataset, SHARE of the "
                              "items (default 0.2) never in training")
-    parser.add_argument("--out", help="report folder (default reports/benchmark: kept in git, linked from the README)")
+    parser.add_argument("--out", help="report folder (default reports/<suite file name>, e.g. reports/benchmark: "
+                                      "kept in git, linked from the README)")
     parser.add_argument("--report-only", action="store_true", help="only (re)write the report from the store")
     parser.add_argument("--readme", metavar="README.md",
                         help="also put the report's tables between the benchmark markers of this file")
@@ -46,7 +47,8 @@ def run(args) -> int:
     extra = run_overrides(args)
     datasets = [d.strip() for d in (args.dataset or "").split(",") if d.strip()] or None
     suite = bm.load_suite(args.suite, models_of(args) or None, datasets, args.seeds, args.trials, args.cold)
-    out_dir = Path(args.out) if args.out else from_root("reports/benchmark")
+    stem = Path(suite.source).stem
+    out_dir = Path(args.out) if args.out else from_root(f"reports/{stem}")
     plan: dict[str, tuple[str, bm.DatasetSuite]] = {}
     for name, entry in suite.datasets.items():
         plan[name] = (name, entry)
@@ -56,7 +58,7 @@ def run(args) -> int:
                              f"training)", suite.cold_entry(entry))
     for name, (_, entry) in plan.items():   # validate every model on every dataset before training any
         for model in entry.models:
-            resolve(model, name, bm.search_overrides(entry, extra))
+            bm.resolve_label(model, name, bm.search_overrides(entry, extra, model))
     record = bm.SuiteRun()
     if not args.report_only:
         t0 = time.perf_counter()
@@ -77,9 +79,10 @@ def run(args) -> int:
         print("wall time per part:\n  " + "\n  ".join(phases))
     print(f"report: {index}")
     if args.readme:
-        if not bm.update_readme(Path(args.readme), index):
+        if not bm.update_readme(Path(args.readme), index, stem):
             from src.common.config import ConfigError
-            raise ConfigError(f"{args.readme}: no benchmark markers ({bm.BEGIN} ... {bm.END})")
+            begin, end = bm.readme_markers(stem)
+            raise ConfigError(f"{args.readme}: no markers for this suite's report ({begin} ... {end})")
         print(f"{args.readme}: results section regenerated from the report")
     return 1 if record.errors and not record.phases else 0
 

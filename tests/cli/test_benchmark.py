@@ -140,3 +140,41 @@ def test_readme_section_is_regenerated_from_the_report(tmp_path):
     assert "(saved/benchmark/tiny.md)" in text and text.startswith("intro\n") and text.endswith("after\n")
     readme.write_text("no markers\n")
     assert not bm.update_readme(readme, report / "index.md")
+    # another suite file's report has its own markers, so both can live in one README
+    begin, end = bm.readme_markers("benchmark_motor")
+    readme.write_text(f"{bm.BEGIN}\nmain\n{bm.END}\n{begin}\nold\n{end}\n")
+    assert bm.update_readme(readme, report / "index.md", "benchmark_motor")
+    text = readme.read_text()
+    assert "main" in text and "old" not in text and "| BPR | 0.5 |" in text
+
+
+def test_motor_hosts_run_under_the_same_budget_and_get_a_pair_table(world):
+    """A suite model MOTOR-<host> is the host with MOTOR's item tokens (its own label and run ids,
+    the host's grid and budget, per_model overrides); the report pairs it with its host."""
+    tmp, common = world
+    suite = tmp / "motor.yaml"
+    suite.write_text(
+        "datasets:\n  tiny:\n    models: [LightGCN, motor-lightgcn]\n    trials: 1\n    seeds: [1, 2]\n"
+        "    set: {epochs: 3, embedding_size: 8, eval_batch_size: 64, train_batch_size: 64,"
+        " pq_subspaces: 2, pq_codebook_size: 4}\n"
+        "    per_model: {MOTOR-LightGCN: {motor_layers: 0}}\n")
+    out = run("benchmark", *common, "--suite", str(suite))
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in (tmp / "saved" / "tiny").glob("*/*/result.json")]
+    motor = [r for r in records if r["label"] == "MOTOR-LightGCN"]
+    assert len(motor) == 2 and all(r["model"] == "LightGCN" for r in motor)
+    assert all(r["config"]["item_representation"] == "motor" and r["config"]["motor_layers"] == 0 for r in motor)
+    assert {r["run_id"] for r in motor}.isdisjoint(r["run_id"] for r in records if r["label"] == "LightGCN")
+    pairs = pd.read_csv(tmp / "report" / "tiny_motor.csv")
+    assert list(pairs["host"]) == ["LightGCN"] and pairs["recall@20 p"].between(0, 1).all()
+    host = pd.read_csv(tmp / "report" / "tiny.csv").set_index("model")
+    assert pairs.loc[0, "recall@20 share"] == pytest.approx(host.loc["MOTOR-LightGCN", "recall@20"]
+                                                            / host.loc["LightGCN", "recall@20"])
+    assert "MOTOR against its host" in (tmp / "report" / "index.md").read_text()
+    # a MOTOR entry of an unknown host, or per_model of a model not in the registry, names the key
+    suite.write_text("datasets:\n  tiny:\n    models: [MOTOR-NoSuchModel]\n")
+    with pytest.raises(ConfigError, match=r"datasets.tiny.models: unknown model\(s\) \['MOTOR-NoSuchModel'\]"):
+        bm.load_suite(suite)
+    suite.write_text("datasets:\n  tiny:\n    models: [BPR]\n    per_model: {Nope: {reg_weight: 0.1}}\n")
+    with pytest.raises(ConfigError, match=r"datasets.tiny.per_model: unknown model\(s\) \['Nope'\]"):
+        bm.load_suite(suite)

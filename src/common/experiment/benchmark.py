@@ -48,6 +48,8 @@ from src.common.experiment.results import (ResultsStore, best_per_label, group_b
 logger = logging.getLogger(__name__)
 
 DEFAULT_SUITE = CONFIG_DIR / "benchmark.yaml"
+#: a suite's model ``MOTOR-<host>``: the host with ``item_representation: motor`` (its leaderboard label)
+MOTOR_PREFIX = "MOTOR-"
 #: test metrics of the report, overall and per view
 REPORT_METRICS = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
 #: columns of the figure: (metric key, title)
@@ -58,10 +60,11 @@ FIGURE_METRICS = [("recall@20", "Recall@20"), ("cold/ndcg@20", "cold NDCG@20")]
 class DatasetSuite:
     """What the suite runs on one dataset (keys of ``datasets.<name>`` in the suite YAML)."""
 
-    models: list[str]
+    models: list[str]                  # registered models, or MOTOR-<host>: the host with MOTOR's item tokens
     trials: int = 8
     seeds: list[int] = field(default_factory=lambda: [999, 1, 2])
     set: dict[str, Any] = field(default_factory=dict)
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)   # a model's own overrides (e.g. MOTOR-BM3's)
     note: str = ""
 
     def __post_init__(self):
@@ -111,7 +114,8 @@ def load_suite(path: str | Path | None = None, models: list[str] | None = None,
         if bad:
             raise ConfigError(f"{where}: datasets.{name}: unknown key(s) {sorted(bad)}; "
                               f"expected {sorted(keys)}")
-        hints = {"models": list[str], "trials": int, "seeds": list[int], "set": dict[str, Any], "note": str}
+        hints = {"models": list[str], "trials": int, "seeds": list[int], "set": dict[str, Any],
+                 "per_model": dict[str, dict[str, Any]], "note": str}
         kwargs = {k: coerce(v, hints[k], f"{where}: datasets.{name}.{k}") for k, v in values.items()}
         try:
             parsed[name] = DatasetSuite(**kwargs)
@@ -125,10 +129,16 @@ def load_suite(path: str | Path | None = None, models: list[str] | None = None,
         if models:
             entry.models = known if [m.lower() for m in models] == ["all"] else list(models)
         lower = {m.lower(): m for m in known}
-        missing = [m for m in entry.models if m.lower() not in lower]
+        missing = [m for m in entry.models if split_label(m)[0].lower() not in lower]
         if missing:
-            raise ConfigError(f"{where}: datasets.{name}.models: unknown model(s) {missing}; known: {known}")
-        entry.models = [lower[m.lower()] for m in entry.models]
+            raise ConfigError(f"{where}: datasets.{name}.models: unknown model(s) {missing}; known: {known} "
+                              f"(and {MOTOR_PREFIX}<model> for a model with MOTOR's item tokens)")
+        entry.models = [canonical(m, lower) for m in entry.models]
+        per_model = {canonical(m, lower): v for m, v in entry.per_model.items() if split_label(m)[0].lower() in lower}
+        stray = sorted(set(entry.per_model) - {m for m in entry.per_model if split_label(m)[0].lower() in lower})
+        if stray:
+            raise ConfigError(f"{where}: datasets.{name}.per_model: unknown model(s) {stray}")
+        entry.per_model = per_model
         if n_seeds is not None:
             if n_seeds < 1:
                 raise ConfigError(f"--seeds must be >= 1, got {n_seeds}")
@@ -149,6 +159,20 @@ def load_suite(path: str | Path | None = None, models: list[str] | None = None,
     return Suite(parsed, share, where, cold_trials)
 
 
+def split_label(label: str) -> tuple[str, dict[str, Any]]:
+    """A suite's model entry as (registered model, overrides): ``MOTOR-LightGCN`` is LightGCN with
+    ``item_representation: motor``, whose runs carry that label."""
+    if label.upper().startswith(MOTOR_PREFIX):
+        return label[len(MOTOR_PREFIX):], {"item_representation": "motor"}
+    return label, {}
+
+
+def canonical(label: str, lower: dict[str, str]) -> str:
+    """``label`` spelt as the registry (and the MOTOR prefix) spell it."""
+    model, rep = split_label(label)
+    return (MOTOR_PREFIX if rep else "") + lower[model.lower()]
+
+
 # ----------------------------------------------------------------------------- running
 @dataclass
 class Phase:
@@ -167,9 +191,16 @@ class SuiteRun:
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
-def search_overrides(entry: DatasetSuite, extra: dict[str, Any]) -> dict[str, Any]:
-    """Overrides of a model's search phase on one dataset."""
-    return {**entry.set, **extra, "search": "random", "n_trials": entry.trials, "seed": entry.seeds[0]}
+def search_overrides(entry: DatasetSuite, extra: dict[str, Any], label: str | None = None) -> dict[str, Any]:
+    """Overrides of a model's search phase on one dataset (with ``label``: that suite model's own,
+    e.g. MOTOR's item representation and ``per_model``)."""
+    own = {**split_label(label)[1], **entry.per_model.get(label, {})} if label else {}
+    return {**entry.set, **own, **extra, "search": "random", "n_trials": entry.trials, "seed": entry.seeds[0]}
+
+
+def resolve_label(label: str, dataset: str, overrides: dict[str, Any]):
+    """The search space of suite model ``label`` (``MOTOR-<host>`` included) on ``dataset``."""
+    return resolve(split_label(label)[0], dataset, overrides)
 
 
 def budget(space, entry: DatasetSuite) -> tuple[int, str]:
@@ -190,7 +221,7 @@ def run_dataset(name: str, entry: DatasetSuite, extra: dict[str, Any], executor,
     dataset = None
     for model in entry.models:
         try:
-            space = resolve(model, name, search_overrides(entry, extra))
+            space = resolve_label(model, name, search_overrides(entry, extra, model))
         except ConfigError as e:
             run.errors[(name, model)] = str(e)
             logger.error("%s on %s: %s", model, name, e)
@@ -211,7 +242,8 @@ def run_dataset(name: str, entry: DatasetSuite, extra: dict[str, Any], executor,
             continue
         point = {k: summary.best[0]["config"][k] for k in space.grid}
         # the swept keys pinned to the chosen point: same configs (and run ids) as the search's
-        seeds_space = resolve(model, name, {**search_overrides(entry, extra), **point, "seed": list(entry.seeds)})
+        seeds_space = resolve_label(model, name, {**search_overrides(entry, extra, model), **point,
+                                                  "seed": list(entry.seeds)})
         t0 = time.perf_counter()
         summary = search(seeds_space, dataset, executor=executor, force=False)
         run.phases.append(Phase(name, model, "seeds", time.perf_counter() - t0, summary.finished,
@@ -257,7 +289,7 @@ def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], 
     notes = df.attrs.get("notes", [])
     more, configs = [], {}
     for label, runs in chosen.items():
-        configs[label], text = budget(resolve(runs[0]["model"], dataset, search_overrides(entry, extra)), entry)
+        configs[label], text = budget(resolve_label(label, dataset, search_overrides(entry, extra, label)), entry)
         searched = len({json.dumps(r["swept"], sort_keys=True, default=str) for r in records
                         if r["label"] == label and r["seed"] == entry.seeds[0]})
         more.append({"model": label, "searched": searched,
@@ -305,6 +337,64 @@ def plot_dataset(df: pd.DataFrame, chosen: dict[str, list[dict[str, Any]]], path
     return out
 
 
+def motor_pairs(chosen: dict[str, list[dict[str, Any]]], store: ResultsStore,
+                metrics: tuple[str, ...] = ("recall@20", "ndcg@20", "cold/ndcg@20")) -> pd.DataFrame:
+    """MOTOR against its host: one row per ``MOTOR-<host>`` whose host is in ``chosen`` (each at
+    its own best config, all its seeds); per metric the host's and MOTOR's mean over seeds, MOTOR's
+    share of the host's value, and the paired t-test over test users (each user's value averaged
+    over seeds) as B - A with its Holm-adjusted p over the hosts."""
+    from src.common.eval.per_user import load_per_user
+    from src.common.experiment.stats import holm, paired_difference, seed_average
+
+    def per_user(runs, key):
+        loaded = [load_per_user(store.root / r["model"] / r["run_id"]) for r in runs]
+        if any(p is None or key not in p for p in loaded):
+            return None
+        return seed_average([p[key] for p in loaded])
+
+    rows = []
+    for label, runs in chosen.items():
+        host = split_label(label)[0]
+        if not split_label(label)[1] or host not in chosen:
+            continue
+        row: dict[str, Any] = {"host": host, "seeds": f"{len(chosen[host])} / {len(runs)}"}
+        for m in metrics:
+            a = float(np.mean([r["test"].get(m, np.nan) for r in chosen[host]]))
+            b = float(np.mean([r["test"].get(m, np.nan) for r in runs]))
+            ua, ub = per_user(chosen[host], m), per_user(runs, m)
+            test = paired_difference(ua, ub) if ua is not None and ub is not None else None
+            row.update({f"{m} host": a, f"{m} MOTOR": b, f"{m} share": b / a if a else np.nan,
+                        f"{m} diff": b - a, f"{m} p": test.p if test else np.nan})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for m in metrics:
+        if not df.empty and df[f"{m} p"].notna().any():
+            known = df[f"{m} p"].notna()
+            df.loc[known, f"{m} p"] = holm(df.loc[known, f"{m} p"].to_numpy())
+    return df
+
+
+def motor_markdown(df: pd.DataFrame, metrics: tuple[str, ...] = ("recall@20", "ndcg@20", "cold/ndcg@20")) -> str:
+    """The :func:`motor_pairs` table: host -> MOTOR (MOTOR's share of the host's value), and
+    MOTOR - host with its p-value, ``*`` where p < 0.05."""
+    head = ["host", "seeds (host / MOTOR)"]
+    for m in metrics:
+        head += [f"{m}: host → MOTOR (share)", f"{m}: MOTOR − host (p)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in df.iterrows():
+        cells = [r["host"], r["seeds"]]
+        for m in metrics:
+            p = r[f"{m} p"]
+            ptext = "-" if not np.isfinite(p) else ("<1e-4" if p < 1e-4 else f"{p:.3f}")
+            star = "*" if np.isfinite(p) and p < 0.05 else ""
+            cells += [f"{r[f'{m} host']:.4f} → {r[f'{m} MOTOR']:.4f} ({r[f'{m} share']:.0%})",
+                      f"{r[f'{m} diff']:+.4f} ({ptext}){star}"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + ("\n\nEach side at its own best config by valid Recall@20, all its seeds; share = MOTOR's "
+                               "mean / the host's; p: paired t-test over the test users (each user's value averaged "
+                               "over seeds), Holm-corrected over the hosts; `*` = p < 0.05.")
+
+
 SHOWN = ["model", "seeds", "recall@20", "ndcg@20", "cold/recall@20", "cold/ndcg@20", "zero/recall@20",
          "zero/ndcg@20", "config", "s/epoch", "time to best s", "params"]
 
@@ -328,7 +418,8 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         store = ResultsStore(config.results_dir, name)
         fingerprint = fingerprint_files(dataset_files(config).sources)
         records = [r for r in store.records(fingerprint)
-                   if r["label"] in entry.models and under_settings(r, {**entry.set, **extra})]
+                   if r["label"] in entry.models
+                   and under_settings(r, {**entry.set, **entry.per_model.get(r["label"], {}), **extra})]
         if not records:   # e.g. a cold variant asked for in --report-only before its runs
             index += [f"## {title}", "", f"Not run yet: `python main.py benchmark -d {name.removesuffix('_cold')}"
                       f"{' --cold' if name.endswith('_cold') else ''}` trains it.", ""]
@@ -353,7 +444,8 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         md_lines += [f"- {row['model']}: {row['budget']}; epochs ≤ {row['epochs cap']}; in the store: "
                      f"{row['searched']} config(s) searched, {row['seeds']} seed(s) of the chosen one"
                      for _, row in df.iterrows()]
-        blind = [m for m in entry.models if m in chosen and get_model_class(m).required_modalities == ()]
+        blind = [m for m in entry.models if m in chosen and not split_label(m)[1]
+                 and get_model_class(m).required_modalities == ()]
         if name.endswith("_cold") and blind:
             md_lines += ["", f"{', '.join(blind)} read no item features: on items never seen in training "
                              "they can only rank by untrained ID vectors, so their `zero/` columns are at best "
@@ -361,6 +453,10 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         errors = [f"- {m}: {e}" for (d, m), e in run.errors.items() if d == name]
         if errors:
             md_lines += ["", "Not run:", "", *errors]
+        pairs = motor_pairs(chosen, store)
+        if not pairs.empty:
+            atomic_write_text(out_dir / f"{name}_motor.csv", pairs.to_csv(index=False))
+            md_lines += ["", "## MOTOR against its host", "", motor_markdown(pairs)]
         md_lines += ["", f"![{title}]({png.name})", "", f"CSV: [{csv.name}]({csv.name})"]
         md = atomic_write_text(out_dir / f"{name}.md", "\n".join(md_lines) + "\n")
         brief = shown[[c for c in shown.columns if c in ("model", "seeds")
@@ -373,6 +469,8 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         missing = [m for m in entry.models if m not in chosen]
         index += [f"## {title}", "", f"[table]({md.name}) · [CSV]({csv.name}) · [figure]({png.name})", "",
                   significance_markdown(brief), ""]
+        if not pairs.empty:
+            index += ["MOTOR against its host:", "", motor_markdown(pairs), ""]
         if short:
             index += [f"Incomplete (the suite was stopped before their budget was spent): {'; '.join(short)}.", ""]
         if missing:
@@ -385,12 +483,21 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
 BEGIN, END = "<!-- benchmark report: begin (python main.py benchmark --readme README.md) -->", "<!-- benchmark report: end -->"
 
 
-def update_readme(readme: Path, index: Path) -> bool:
-    """Replace the text between the README's benchmark markers by the report's index (its
-    headings one level down, links pointing into the report folder); False when there are no
-    markers. The README's results are thus regenerated from the report, never typed."""
+def readme_markers(suite: str = "benchmark") -> tuple[str, str]:
+    """The README markers of the report of suite file ``<suite>.yaml`` (the shipped suite's: BEGIN, END)."""
+    if suite == "benchmark":
+        return BEGIN, END
+    return (f"<!-- {suite} report: begin (python main.py benchmark --suite src/configs/{suite}.yaml "
+            f"--readme README.md) -->", f"<!-- {suite} report: end -->")
+
+
+def update_readme(readme: Path, index: Path, suite: str = "benchmark") -> bool:
+    """Replace the text between the README's markers of ``suite`` (:func:`readme_markers`) by the
+    report's index (its headings one level down, links pointing into the report folder); False when
+    there are no markers. The README's results are thus regenerated from the report, never typed."""
     text = readme.read_text()
-    if BEGIN not in text or END not in text:
+    begin, end = readme_markers(suite)
+    if begin not in text or end not in text:
         return False
     body = index.read_text().split("\n", 1)[1].strip()   # without the "# Benchmark report" title
     try:
@@ -399,8 +506,8 @@ def update_readme(readme: Path, index: Path) -> bool:
         rel = index.parent.resolve()
     body = re.sub(r"\]\(([^)/]+\.(?:md|csv|png))\)", lambda m: f"]({rel}/{m[1]})", body)
     body = re.sub(r"^## ", "### ", body, flags=re.M)
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    atomic_write_text(readme, f"{head}{BEGIN}\n{body}\n{END}{tail}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(readme, f"{head}{begin}\n{body}\n{end}{tail}")
     return True
 
