@@ -82,13 +82,13 @@ def test_suite_runs_both_phases_writes_the_report_and_resumes(world):
     only = run("benchmark", *common, "--report-only", "--cold")
     assert only.returncode == 0, only.stderr[-3000:]
     index = (tmp / "report" / "index.md").read_text()
-    assert "tiny.md" in index and "Not run yet: `python main.py benchmark -d tiny --cold`" in index
+    assert "tiny.md" in index and f"Not run yet: `python main.py benchmark --suite {tmp / 'suite.yaml'} -d tiny --cold`" in index
     assert not (tmp / "report" / "tiny_cold.md").exists()
     # runs of an earlier budget stay out of the report of a changed one (here another epoch cap)
     write_suite(tmp / "suite.yaml").write_text((tmp / "suite.yaml").read_text().replace("epochs: 3", "epochs: 2"))
     only = run("benchmark", *common, "--report-only")
     assert only.returncode == 0, only.stderr[-3000:]
-    assert "Not run yet: `python main.py benchmark -d tiny`" in (tmp / "report" / "index.md").read_text()
+    assert f"Not run yet: `python main.py benchmark --suite {tmp / 'suite.yaml'} -d tiny`" in (tmp / "report" / "index.md").read_text()
 
 
 def test_cold_variant_holds_items_out_of_training(world):

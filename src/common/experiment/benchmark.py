@@ -408,6 +408,7 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
     from src.common.data.dataset import dataset_files, fingerprint_files
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    suite_flag = "" if Path(suite.source).resolve() == DEFAULT_SUITE.resolve() else f" --suite {relative_to_root(suite.source)}"
     index = ["# Benchmark report", "",
              f"Suite: `{relative_to_root(suite.source)}`. Each model: random search over its YAML grid with the budget "
              "shown, on the first seed; the best config by **valid** Recall@20 then on every seed; "
@@ -421,8 +422,8 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
                    if r["label"] in entry.models
                    and under_settings(r, {**entry.set, **entry.per_model.get(r["label"], {}), **extra})]
         if not records:   # e.g. a cold variant asked for in --report-only before its runs
-            index += [f"## {title}", "", f"Not run yet: `python main.py benchmark -d {name.removesuffix('_cold')}"
-                      f"{' --cold' if name.endswith('_cold') else ''}` trains it.", ""]
+            index += [f"## {title}", "", f"Not run yet: `python main.py benchmark{suite_flag} -d "
+                      f"{name.removesuffix('_cold')}{' --cold' if name.endswith('_cold') else ''}` trains it.", ""]
             continue
         chosen = chosen_runs(records, entry)
         df = dataset_table(store, chosen, name, entry, extra, records)
