@@ -57,6 +57,13 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   degree term 0.1644 / 0.0759 / 0.0309 (every difference to bias p < 1e-4, paired over users). The
   degree term trades overall for cold accuracy and valid Recall@20 picks bias; neither form removes
   the trade-off, so ``bias`` stays the default and the grid keeps both settings of ``degree_bias``.
+  Tried and dropped (same config, 3 seeds unless noted): a per-user coefficient b + b_u (no
+  difference: R@20 -0.0005, p = 0.86; cold N@20 +0.0011, p = 0.17); normalising only the content
+  channels so that the ID channel keeps its LightGCN norm, as LGMRec does (R@20 0.13, cold N@20
+  0.010-0.014: worse on both); score_scale 3 or 4 (one seed: R@20 0.10-0.13, cold N@20 0.023-0.033:
+  the same trade-off further along). On sports the chosen config (score_scale 1) ends with BPR loss
+  ~0.31 where LightGCN reaches ~0.05: bounded scores underfit, and valid Recall@20 peaks at epoch 4
+  and falls while the degree coefficient keeps growing.
 - No L2 term: every score is a function of per-channel normalised vectors, so an L2 on the layer-0
   rows cannot bound the scores (it only shrank the norms); the paper's reg is dropped.
 - Augmented views for InfoNCE: the users and positive items of the first ``cl_batch_size`` triples,
