@@ -16,8 +16,7 @@ from src.common.recommender import resolve
 from src.common.data.dataset import load_dataset
 from src.common.experiment.results import ResultsStore, best_per_label, markdown_table
 from src.common.experiment.search import run_search
-from src.common.experiment.stats import ALPHA, holm, paired_difference, seed_average, seed_summary
-from src.common.eval.per_user import load_per_user
+from src.common.experiment.stats import ALPHA, holm, paired_difference, seed_averaged, seed_summary
 
 HELP = "train the MoToRec ablation variants and print their overall and cold-start metrics"
 logger = logging.getLogger(__name__)
@@ -88,13 +87,13 @@ def versus_full(per_user: dict[str, list | None], alpha: float = ALPHA) -> dict[
     if not full:
         return out
     for column, key in TESTED.items():
-        base = seed_average([p[key] for p in full]) if all(key in p for p in full) else None
+        base = seed_averaged(full, key)
         tests = {}
         for name in out:
-            runs = per_user[name]
-            if base is None or not runs or any(key not in p for p in runs):
+            variant = seed_averaged(per_user[name], key)
+            if base is None or variant is None:
                 continue
-            tests[name] = paired_difference(base, seed_average([p[key] for p in runs]))
+            tests[name] = paired_difference(base, variant)
         tests = {n: t for n, t in tests.items() if t is not None}
         adjusted = dict(zip(tests, holm([t.p for t in tests.values()]))) if tests else {}
         for name, t in tests.items():
@@ -125,8 +124,7 @@ def run(args) -> int:
             rows.append({"variant": name})
             continue
         runs = summary.best
-        loaded = [load_per_user(store.root / r["model"] / r["run_id"]) for r in runs]
-        per_user[name] = None if any(p is None for p in loaded) else loaded
+        per_user[name] = store.per_user(runs)
         row = {"variant": name, "seeds": len(runs)}
         for column, key in COLUMNS.items():
             values = [r["test"].get(key) for r in runs]

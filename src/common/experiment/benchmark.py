@@ -54,6 +54,8 @@ MOTOR_PREFIX = "MOTOR-"
 REPORT_METRICS = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
 #: columns of the figure: (metric key, title)
 FIGURE_METRICS = [("recall@20", "Recall@20"), ("cold/ndcg@20", "cold NDCG@20")]
+#: columns of the report's "MOTOR against its host" table
+MOTOR_METRICS = ("recall@20", "ndcg@20", "cold/ndcg@20")
 
 
 @dataclass
@@ -134,11 +136,10 @@ def load_suite(path: str | Path | None = None, models: list[str] | None = None,
             raise ConfigError(f"{where}: datasets.{name}.models: unknown model(s) {missing}; known: {known} "
                               f"(and {MOTOR_PREFIX}<model> for a model with MOTOR's item tokens)")
         entry.models = [canonical(m, lower) for m in entry.models]
-        per_model = {canonical(m, lower): v for m, v in entry.per_model.items() if split_label(m)[0].lower() in lower}
-        stray = sorted(set(entry.per_model) - {m for m in entry.per_model if split_label(m)[0].lower() in lower})
+        stray = sorted(m for m in entry.per_model if split_label(m)[0].lower() not in lower)
         if stray:
             raise ConfigError(f"{where}: datasets.{name}.per_model: unknown model(s) {stray}")
-        entry.per_model = per_model
+        entry.per_model = {canonical(m, lower): v for m, v in entry.per_model.items()}
         if n_seeds is not None:
             if n_seeds < 1:
                 raise ConfigError(f"--seeds must be >= 1, got {n_seeds}")
@@ -338,19 +339,12 @@ def plot_dataset(df: pd.DataFrame, chosen: dict[str, list[dict[str, Any]]], path
 
 
 def motor_pairs(chosen: dict[str, list[dict[str, Any]]], store: ResultsStore,
-                metrics: tuple[str, ...] = ("recall@20", "ndcg@20", "cold/ndcg@20")) -> pd.DataFrame:
+                metrics: tuple[str, ...] = MOTOR_METRICS) -> pd.DataFrame:
     """MOTOR against its host: one row per ``MOTOR-<host>`` whose host is in ``chosen`` (each at
     its own best config, all its seeds); per metric the host's and MOTOR's mean over seeds, MOTOR's
     share of the host's value, and the paired t-test over test users (each user's value averaged
     over seeds) as B - A with its Holm-adjusted p over the hosts."""
-    from src.common.eval.per_user import load_per_user
-    from src.common.experiment.stats import holm, paired_difference, seed_average
-
-    def per_user(runs, key):
-        loaded = [load_per_user(store.root / r["model"] / r["run_id"]) for r in runs]
-        if any(p is None or key not in p for p in loaded):
-            return None
-        return seed_average([p[key] for p in loaded])
+    from src.common.experiment.stats import holm, paired_difference, seed_averaged
 
     rows = []
     for label, runs in chosen.items():
@@ -358,10 +352,11 @@ def motor_pairs(chosen: dict[str, list[dict[str, Any]]], store: ResultsStore,
         if not split_label(label)[1] or host not in chosen:
             continue
         row: dict[str, Any] = {"host": host, "seeds": f"{len(chosen[host])} / {len(runs)}"}
+        host_users, motor_users = store.per_user(chosen[host]), store.per_user(runs)
         for m in metrics:
             a = float(np.mean([r["test"].get(m, np.nan) for r in chosen[host]]))
             b = float(np.mean([r["test"].get(m, np.nan) for r in runs]))
-            ua, ub = per_user(chosen[host], m), per_user(runs, m)
+            ua, ub = seed_averaged(host_users, m), seed_averaged(motor_users, m)
             test = paired_difference(ua, ub) if ua is not None and ub is not None else None
             row.update({f"{m} host": a, f"{m} MOTOR": b, f"{m} share": b / a if a else np.nan,
                         f"{m} diff": b - a, f"{m} p": test.p if test else np.nan})
@@ -374,7 +369,7 @@ def motor_pairs(chosen: dict[str, list[dict[str, Any]]], store: ResultsStore,
     return df
 
 
-def motor_markdown(df: pd.DataFrame, metrics: tuple[str, ...] = ("recall@20", "ndcg@20", "cold/ndcg@20")) -> str:
+def motor_markdown(df: pd.DataFrame, metrics: tuple[str, ...] = MOTOR_METRICS) -> str:
     """The :func:`motor_pairs` table: host -> MOTOR (MOTOR's share of the host's value), and
     MOTOR - host with its p-value, ``*`` where p < 0.05."""
     head = ["host", "seeds (host / MOTOR)"]

@@ -33,7 +33,7 @@ import torch
 
 from src.common.config import EXECUTION_KEYS, default_label, inactive_keys
 from src.common.eval.per_user import load_per_user
-from src.common.experiment.stats import ALPHA, seed_average, seed_summary, tie_marks
+from src.common.experiment.stats import ALPHA, seed_averaged, seed_summary, tie_marks
 from src.common.paths import ROOT, from_root
 from src.common.storage import atomic_write_json, atomic_write_text
 
@@ -71,6 +71,12 @@ class ResultsStore:
             return None
         record = json.loads(path.read_text())
         return record if record.get("status") in ("finished", *also) else None
+
+    def per_user(self, runs: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """The per-user test metrics (``per_user.npz``) of each of ``runs``, or None when a run has
+        none (trained before they were stored)."""
+        loaded = [load_per_user(self.root / r["model"] / r["run_id"]) for r in runs]
+        return None if any(p is None for p in loaded) else loaded
 
     def write(self, run_dir: Path, record: dict[str, Any]) -> Path:
         return atomic_write_json(self.record_path(run_dir), record)
@@ -279,17 +285,13 @@ def significance_table(records: list[dict[str, Any]], store: ResultsStore, metri
     per_user: dict[str, list | None] = {}
     notes = []
     for label, runs in groups.items():
-        loaded = [load_per_user(store.root / r["model"] / r["run_id"]) for r in runs]
-        per_user[label] = None if any(p is None for p in loaded) else loaded
+        per_user[label] = store.per_user(runs)
         if per_user[label] is None:
             notes.append(f"{label}: no significance mark (its runs have no per_user.npz: trained "
                          f"before per-user metrics were stored; re-run with --force to include it)")
     columns = [c for c in df.columns if c.split("/")[-1] in metrics]
     for c in columns:
-        values = {}
-        for label in df["model"]:
-            seeds = per_user.get(label)
-            values[label] = None if seeds is None or any(c not in s for s in seeds) else seed_average([s[c] for s in seeds])
+        values = {label: seed_averaged(per_user.get(label), c) for label in df["model"]}
         best = df.loc[df[c].idxmax(), "model"] if df[c].notna().any() else None
         marks: dict[str, tuple[bool | None, float]] = {label: (None, np.nan) for label in df["model"]}
         if best is not None and values[best] is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -47,6 +47,15 @@ def seed_summary(values: Sequence[float], confidence: float = 0.95) -> SeedSumma
     std = float(x.std(ddof=1))
     half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return SeedSummary(mean, std, mean - half, mean + half, n)
+
+
+def seed_averaged(per_seed: Sequence[Mapping[str, tuple[np.ndarray, np.ndarray]]] | None,
+                  key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`seed_average` of one metric ``key`` over seeds' per-user files (``{key: (users, values)}``
+    each), or None when there are none or a seed lacks the key."""
+    if not per_seed or any(key not in p for p in per_seed):
+        return None
+    return seed_average([p[key] for p in per_seed])
 
 
 def seed_average(per_seed: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
