@@ -30,7 +30,7 @@ from src.common.cache import cache_path, content_key, disk_cached
 from src.common.config import ConfigError, ConfigSpace, resolve_layers
 from src.common.eval.evaluator import masked_scores
 from src.common.eval.metrics import parse_metric_name
-from src.common.nn.item_repr import build_item_representation
+from src.common.nn.item_repr import build_item_representation, representation_losses
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class GeneralRecommender(nn.Module):
             needed = None if self.required_modalities is None else list(self.required_modalities)
             self.modalities = dataset.require_features(type(self).__name__, needed)
         self._cached_output: Any = None
+        self._item_reps: list[nn.Module] = []     # what item_representation() built (also registered by the host)
         self.train_interactions: sp.csr_matrix = dataset.train_matrix  # what recommend() excludes
 
     # ------------------------------------------------------------------ shared inputs
@@ -176,7 +177,14 @@ class GeneralRecommender(nn.Module):
         """The module giving item vectors (ID table, or MOTOR tokens by config): call it as
         ``rep()`` for all items (n_items, dim) or ``rep(items)`` for some."""
         self.uses_item_representation = True
-        return build_item_representation(self.config, dataset, dim)
+        rep = build_item_representation(self.config, dataset, dim)
+        self._item_reps.append(rep)
+        return rep
+
+    def representation_losses(self, batch) -> dict[str, torch.Tensor]:
+        """Loss terms of the item representation itself, added by the trainer to
+        ``calculate_loss``'s (MOTOR's optional ``motor_reg_weight``; none for ID tables)."""
+        return representation_losses(self._item_reps, self.config, batch)
 
     # ------------------------------------------------------------------ model API
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:

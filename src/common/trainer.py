@@ -167,6 +167,7 @@ class Trainer:
             parts = self.model.calculate_loss(batch)
             if isinstance(parts, torch.Tensor):
                 parts = {"loss": parts}
+            parts = {**parts, **self.model.representation_losses(batch)}
             loss = sum(parts.values())
             if not torch.isfinite(loss):
                 bad = {k: float(v) for k, v in parts.items()}

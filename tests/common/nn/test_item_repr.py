@@ -124,7 +124,7 @@ def test_single_modality_dataset_gets_one_token_table(tmp_path):
 
 
 @pytest.mark.parametrize("key,value", [("pq_subspaces", 0), ("pq_codebook_size", 1), ("motor_layers", -1),
-                                       ("motor_dropout", 1.0)])
+                                       ("motor_dropout", 1.0), ("motor_reg_weight", -0.1)])
 def test_invalid_motor_settings_are_config_errors(key, value):
     with pytest.raises(ConfigError, match=key):
         config_for("BPR", item_representation="motor", **{key: value})
@@ -249,3 +249,38 @@ def test_trainer_notifies_the_model_after_every_optimizer_step(tmp_path, monkeyp
     monkeypatch.setattr(rep, "parameters_changed", lambda: calls.append(1))
     trainer.train_epoch(0)
     assert len(calls) == len(list(trainer.sampler)) > 0
+
+
+def test_motor_reg_weight_adds_the_l2_of_the_batch_item_vectors_to_the_loss(tmp_path):
+    """The trainer adds ``motor_reg`` = weight * L2 of the batch's MOTOR item vectors to any host's
+    own terms; with weight 0 (the paper) or ID tables there is no such term."""
+    from src.common.nn.losses import emb_reg
+    from src.common.trainer import Trainer
+    ds = checkerboard()
+    trainer = Trainer(motor_config(tmp_path, train_batch_size=64, motor_reg_weight=0.5), ds)
+    model = trainer.model
+    rep = next(m for m in model.modules() if isinstance(m, MotorRepresentation))
+    batch = next(iter(trainer.sampler))
+    term = model.representation_losses(batch)["motor_reg"]
+    torch.testing.assert_close(term, 0.5 * emb_reg(rep.encode(batch.pos), rep.encode(batch.neg)))
+    assert term.requires_grad and float(term.detach()) > 0
+    assert "motor_reg" in trainer.train_epoch(0)
+    for cfg in (motor_config(tmp_path, train_batch_size=64), config_for("BPR", motor_reg_weight=0.5)):
+        quiet = Trainer(cfg, ds)
+        assert quiet.model.representation_losses(batch) == {} and "motor_reg" not in quiet.train_epoch(0)
+
+
+def test_motor_reg_weight_shrinks_the_item_vectors(tmp_path):
+    """Trained alike but for the weight, the penalised token network ends with smaller item vectors."""
+    from src.common.trainer import Trainer
+    norms = []
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        trainer = Trainer(motor_config(tmp_path, train_batch_size=64, learning_rate=0.05, motor_reg_weight=weight),
+                          checkerboard())
+        for epoch in range(5):
+            trainer.train_epoch(epoch)
+        rep = next(m for m in trainer.model.modules() if isinstance(m, MotorRepresentation))
+        with torch.no_grad():
+            norms.append(float(rep.encode().norm(dim=1).mean()))
+    assert norms[1] < 0.8 * norms[0]
