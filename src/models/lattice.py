@@ -13,6 +13,16 @@ Sec. 3.2  h = A^L e_id: n_layers convolutions of the item ID embeddings on A (la
 Sec. 3.3  item = CF item + h / ||h||, CF = LightGCN on D^-1 (R + I) (the authors' adjacency,
           len(weight_size) layers, mean of layers) or plain MF; loss = BPR + reg_weight * L2 of the
           batch's final embeddings. With one modality, alpha = 1 on it.
+
+Under MOTOR (item_representation: motor), measured on `scientific` (one seed each, test R@20; ID
+LATTICE 0.1777): as shipped 0.1244. Not the item–item branch (without h: 0.1285) nor the learning
+rate (5e-4 / 1e-3 / 5e-3: 0.121 / 0.124 / 0.117). Two causes: (1) only the final embeddings are
+penalised, so the shared token tables grow unchecked (layer-0 item norm 9.6, IDs 2.9): an L2 on the
+layer-0 vectors as LightGCN has (0.1523), or MOTOR's own motor_reg_weight 1e-3 / 1e-2 (0.1519 /
+0.1640, the latter at a cold-item cost) recover part; (2) the authors' D^-1 (R + I) backbone: with
+LightGCN's D^-1/2 A D^-1/2, no h and an L2 on layer 0, MOTOR reaches 0.1746 (IDs with that backbone
+and h: 0.1870). The suite runs MOTOR-LATTICE with motor_reg_weight 1e-3; the backbone is left as the
+authors' (a change of the host, not of MOTOR).
 """
 from dataclasses import dataclass, field
 from typing import Literal
