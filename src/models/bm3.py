@@ -56,7 +56,7 @@ class BM3(GeneralRecommender):
         self.user_emb = nn.Embedding(self.n_users, d)
         nn.init.xavier_uniform_(self.user_emb.weight)
         self.item_emb = self.item_representation(dataset, d)
-        if config.item_representation != "id" and not config.spread_weight:
+        if config.item_representation != "id" and config.motor_layers > 0 and not config.spread_weight:
             # measured on scientific: MOTOR-BM3 collapses (README, MOTOR); spread_weight prevents it
             logger.warning("BM3 learns without negatives; with item_representation=%s a network shared by all "
                            "items can map them to one vector and training collapsed on scientific: set "

@@ -80,3 +80,18 @@ def test_bm3_with_motor_keeps_item_vectors_spread_with_the_spread_term(tmp_path)
 
     assert _mean_item_cosine(trained(0.0)) > 0.9       # the collapse reproduces without the term
     assert _mean_item_cosine(trained(1.0)) < 0.2
+
+
+def test_bm3_collapse_warning_only_where_it_applies(tmp_path, caplog):
+    """The warning names the collapse of BM3 with MOTOR's Token Cross Network: not with IDs, not with
+    mean-pooled tokens (motor_layers 0, the MOTOR suite's setting), not with the spread term."""
+    ds = checkerboard(n_users=20, n_items=12, seed=1)
+    base = {"pq_subspaces": 4, "pq_codebook_size": 4, "cache_dir": str(tmp_path), "embedding_size": 8}
+    cases = [({"item_representation": "motor", **base}, True),
+             ({"item_representation": "motor", "motor_layers": 0, **base}, False),
+             ({"item_representation": "motor", "spread_weight": 1.0, **base}, False),
+             ({}, False)]
+    for overrides, warns in cases:
+        caplog.clear()
+        build_model(config_for("BM3", **overrides), ds)
+        assert ("collapsed on scientific" in caplog.text) == warns, overrides
