@@ -160,7 +160,7 @@ class MoToRec(GeneralRecommender):
         fusion_alpha: float = 0.5          # alpha of the hybrid fusion
         score_scale: float = 2.0           # norm of the fused vectors (0: not normalised)
         degree_bias: bool = False          # a learned degree term in the score (form: degree_form)
-        degree_form: Literal["bias", "scale"] = "bias"   # s + b log(1 + d_i) | s (1 + d_i)^b
+        degree_form: Literal["bias", "scale", "floor"] = "bias"   # s + b log(1 + d_i) | s (1 + d_i)^b | s + b log(1 + max(d_i, tau))
         ara_form: Literal["amplify", "printed"] = "amplify"
         ara_bpr: bool = True               # ARA also weights BPR triples by the positive item
         rq_batch_size: int = 256           # items per tokenizer step
@@ -189,8 +189,11 @@ class MoToRec(GeneralRecommender):
         # ARA weights from train degrees (all ones when switched off); log(1 + d) for the degree bias
         w = rarity_weights(dataset.item_degree, config.cold_threshold, cfg.ara_form)
         self.register_buffer("ara_weight", w if cfg.use_ara else torch.ones_like(w), persistent=False)
-        self.register_buffer("log_degree", torch.log1p(torch.as_tensor(dataset.item_degree, dtype=torch.float32)),
-                             persistent=False)
+        degree = torch.as_tensor(dataset.item_degree, dtype=torch.float32)
+        if cfg.degree_form == "floor":   # cold items (d < tau) all count as degree tau
+            degree = degree.clamp_min(config.cold_threshold)
+        self.register_buffer("log_degree", torch.log1p(degree), persistent=False)
+        self.new_item_log_degree = float(np.log1p(config.cold_threshold if cfg.degree_form == "floor" else 0))
         self.degree_coef = nn.Parameter(torch.zeros(1)) if cfg.degree_bias else None
         # one tokenizer per modality, and every item's codes (n_items, N_q)
         features = self.item_features(dataset)
@@ -396,6 +399,6 @@ class MoToRec(GeneralRecommender):
                 content.append(tok.latent(f))
         x0 = torch.cat([torch.zeros(n, self.embedding_size, device=self.device), *content], 1)
         vectors = self.fusion(x0 / (self.p.n_layers + 1))
-        if self.degree_coef is not None and self.p.degree_form == "bias":   # degree 0: log 1 = 0, 1^b = 1
-            vectors = torch.cat([vectors, vectors.new_zeros(n, 1)], 1)
+        if self.degree_coef is not None and self.p.degree_form != "scale":   # degree 0 (floor: tau); scale: 1^b = 1
+            vectors = torch.cat([vectors, vectors.new_full((n, 1), self.new_item_log_degree)], 1)
         return codes, vectors

@@ -190,7 +190,7 @@ def test_new_items_are_scored_from_features_alone():
         model.new_item_vectors({"image": new_features["image"]})
 
 
-@pytest.mark.parametrize("form", ["bias", "scale"])
+@pytest.mark.parametrize("form", ["bias", "scale", "floor"])
 def test_degree_term_adds_or_scales_by_the_items_degree(form):
     ds = checkerboard()
     plain = build_model(small_config(degree_bias=False, seed=0), ds).eval()
@@ -203,8 +203,15 @@ def test_degree_term_adds_or_scales_by_the_items_degree(form):
         model.degree_coef.fill_(0.5)
         u, i = model.forward()
     assert torch.allclose(neutral, base, atol=1e-5)                 # b = 0: the plain model's scores
-    log_d = torch.log1p(torch.as_tensor(ds.item_degree, dtype=torch.float32))
-    expected = base + 0.5 * log_d if form == "bias" else base * torch.exp(0.5 * log_d)
+    degree = torch.as_tensor(ds.item_degree, dtype=torch.float32)
+    tau = model.config.cold_threshold
+    if form == "floor":                         # items below the cold threshold all count as degree tau
+        assert (degree < tau).any() and (degree > tau).any()
+        degree = degree.clamp_min(tau)
+    log_d = torch.log1p(degree)
+    expected = base * torch.exp(0.5 * log_d) if form == "scale" else base + 0.5 * log_d
     assert torch.allclose(u @ i.T, expected, atol=1e-4)
     _, new = model.new_item_vectors({m: torch.as_tensor(f[:2]) for m, f in ds.features.items()})
-    assert new.shape[1] == i.shape[1]                                # new items: degree 0, same layout
+    assert new.shape[1] == i.shape[1]                                # new items: same layout
+    if form != "scale":                                              # degree 0, or tau with the floor
+        assert torch.allclose(new[:, -1], torch.full((2,), float(np.log1p(0 if form == "bias" else tau))))
