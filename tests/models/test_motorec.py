@@ -215,3 +215,30 @@ def test_degree_term_adds_or_scales_by_the_items_degree(form):
     assert new.shape[1] == i.shape[1]                                # new items: same layout
     if form != "scale":                                              # degree 0, or tau with the floor
         assert torch.allclose(new[:, -1], torch.full((2,), float(np.log1p(0 if form == "bias" else tau))))
+
+
+def test_learned_temperature_multiplies_the_scores_and_learns():
+    """learn_score_scale: s = t <u, i> with t = exp(log t), 1 at the start (the fixed model's scores),
+    trained by the loss; new items' vectors do not depend on t (it sits on the user side)."""
+    ds = checkerboard()
+    fixed = build_model(small_config(seed=0), ds).eval()
+    model = build_model(small_config(learn_score_scale=True, seed=0), ds).eval()
+    model.load_state_dict(fixed.state_dict(), strict=False)          # same weights, t = 1
+    with torch.no_grad():
+        fu, fi = fixed.forward()
+        mu, mi = model.forward()
+        assert torch.allclose(mu @ mi.T, fu @ fi.T, atol=1e-5)
+        model.log_temperature.fill_(math.log(3.0))
+        u, i = model.forward()
+    assert torch.allclose(u @ i.T, 3.0 * (fu @ fi.T), atol=1e-4)
+    features = {m: torch.as_tensor(f[:2]) for m, f in ds.features.items()}
+    assert torch.allclose(model.new_item_vectors(features)[1], fixed.new_item_vectors(features)[1], atol=1e-5)
+    model.train()
+    before = float(model.log_temperature.detach())
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for batch in BPRSampler(ds.train.users, ds.train.items, ds.n_items, 64, seed=0):
+        optimizer.zero_grad()
+        sum(model.calculate_loss(batch).values()).backward()
+        optimizer.step()
+        model.parameters_changed()
+    assert float(model.log_temperature.detach()) != before                     # the loss moves it
