@@ -221,8 +221,9 @@ def test_learned_temperature_multiplies_the_scores_and_learns():
     """learn_score_scale: s = t <u, i> with t = exp(log t), 1 at the start (the fixed model's scores),
     trained by the loss; new items' vectors do not depend on t (it sits on the user side)."""
     ds = checkerboard()
-    fixed = build_model(small_config(seed=0), ds).eval()
+    fixed = build_model(small_config(learn_score_scale=False, seed=0), ds).eval()
     model = build_model(small_config(learn_score_scale=True, seed=0), ds).eval()
+    assert fixed.log_temperature is None
     model.load_state_dict(fixed.state_dict(), strict=False)          # same weights, t = 1
     with torch.no_grad():
         fu, fi = fixed.forward()
