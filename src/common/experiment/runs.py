@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from src.common.config import Config, load_yaml, test_mask_of
+from src.common.config import LATER_KEYS, Config, load_yaml, test_mask_of
 from src.common.data.dataset import DataError, Dataset, content_changes, load_dataset
 from src.common.eval.evaluator import Evaluator
 from src.common.paths import from_root
@@ -109,7 +109,8 @@ def find_run(run: str | Path, results_dir: str | Path = "saved") -> Path:
 def run_config(run_dir: Path, **runtime) -> Config:
     """The run's resolved config (``config.yaml``), with :data:`FRESH_KEYS` from the current
     config files and any ``runtime`` keys (device, threads, ...) replaced. Keys declared since the
-    run was made take their current defaults."""
+    run was made take their current defaults, except :data:`LATER_KEYS`, which take the value that
+    computes what the run computed (e.g. MoToRec's ``degree_form: bias`` for a run from before it)."""
     bad = sorted(set(runtime) - set(RUNTIME_KEYS))
     if bad:
         raise RunError(f"only {', '.join(RUNTIME_KEYS)} can be changed when loading a run, not "
@@ -119,7 +120,9 @@ def run_config(run_dir: Path, **runtime) -> Config:
     if not saved.get("model") or not saved.get("dataset"):
         raise RunError(f"{path}: no model or dataset key; not a run config")
     saved = {k: v for k, v in saved.items() if k not in FRESH_KEYS}
-    return resolve(saved["model"], saved["dataset"], runtime, extra_layers=[(str(path), saved)]).first()
+    config = resolve(saved["model"], saved["dataset"], runtime, extra_layers=[(str(path), saved)]).first()
+    before = {k: old for k, old in LATER_KEYS.items() if k not in saved and k in config.to_dict()}
+    return config.replace(**before) if before else config
 
 
 def finished_record(run_dir: Path) -> dict[str, Any]:

@@ -202,3 +202,23 @@ def test_record_keeps_counts_and_a_hash_per_file(trained):
     assert (data["users"], data["items"]) == (40, 30)
     assert set(data["files"]) == {"scientific.inter"} and data["fingerprint"] == record["fingerprint"]
     assert record["run_id"] == run_id_for(tiny_space(root, save_topk=20).first(), record["fingerprint"])
+
+
+def test_a_run_from_before_a_later_key_loads_with_the_value_it_was_trained_with(tmp_path):
+    """Keys added since a run was made take their current defaults when it is loaded, except the
+    LATER_KEYS: those take the value that computes what the run computed (MoToRec's defaults
+    changed to degree_form floor and a learned temperature; its older runs used bias, fixed)."""
+    import yaml
+    from src.common.config import LATER_KEYS
+    from src.common.experiment.runs import run_config
+    for model, dropped in (("MoToRec", ("degree_form", "learn_score_scale")), ("LightGCN", ())):
+        config = resolve(model, "scientific", {}).first().to_dict()
+        run_dir = tmp_path / model
+        run_dir.mkdir()
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in config.items() if k not in dropped}))
+        loaded = run_config(run_dir).to_dict()
+        for key in dropped:
+            assert config[key] != LATER_KEYS[key] and loaded[key] == LATER_KEYS[key]
+        assert not set(loaded) - set(config)     # no key of another model creeps in
+        assert {k: v for k, v in loaded.items() if k not in dropped} == {k: v for k, v in config.items()
+                                                                         if k not in dropped}
