@@ -116,8 +116,6 @@ class GeneralRecommender(nn.Module):
 
     #: modalities the model needs all of; None = any one is enough; () = an ID-only model
     required_modalities: tuple[str, ...] | None = ()
-    #: set when the model asks for ``item_representation`` (checked by ``check_item_representation``)
-    uses_item_representation: bool = False
 
     def __init__(self, config, dataset):
         super().__init__()
@@ -176,10 +174,14 @@ class GeneralRecommender(nn.Module):
     def item_representation(self, dataset, dim: int) -> nn.Module:
         """The module giving item vectors (ID table, or MOTOR tokens by config): call it as
         ``rep()`` for all items (n_items, dim) or ``rep(items)`` for some."""
-        self.uses_item_representation = True
         rep = build_item_representation(self.config, dataset, dim)
         self._item_reps.append(rep)
         return rep
+
+    @property
+    def uses_item_representation(self) -> bool:
+        """Whether the model asked for ``item_representation`` (checked by ``check_item_representation``)."""
+        return bool(self._item_reps)
 
     def representation_losses(self, batch) -> dict[str, torch.Tensor]:
         """Loss terms of the item representation itself, added by the trainer to

@@ -210,11 +210,9 @@ class MoToRec(GeneralRecommender):
         # ARA weights from train degrees (all ones when switched off); log(1 + d) for the degree bias
         w = rarity_weights(dataset.item_degree, config.cold_threshold, cfg.ara_form)
         self.register_buffer("ara_weight", w if cfg.use_ara else torch.ones_like(w), persistent=False)
-        degree = torch.as_tensor(dataset.item_degree, dtype=torch.float32)
-        if cfg.degree_form == "floor":   # cold items (d < tau) all count as degree tau
-            degree = degree.clamp_min(config.cold_threshold)
-        self.register_buffer("log_degree", torch.log1p(degree), persistent=False)
-        self.new_item_log_degree = float(np.log1p(config.cold_threshold if cfg.degree_form == "floor" else 0))
+        self.cold_threshold = config.cold_threshold
+        self.register_buffer("log_degree", self.degree_feature(torch.as_tensor(dataset.item_degree)),
+                             persistent=False)
         self.degree_coef = nn.Parameter(torch.zeros(1)) if cfg.degree_bias else None
         self.log_temperature = nn.Parameter(torch.zeros(1)) if cfg.learn_score_scale else None   # log t
         # one tokenizer per modality, and every item's codes (n_items, N_q)
@@ -337,6 +335,13 @@ class MoToRec(GeneralRecommender):
         item_0 = torch.cat([self.item_id(), *(self.content_input(m) for m in self.modalities)], 1)
         return graph.lightgcn(self.adj_sym, self.user_emb.weight, item_0, self.p.n_layers)
 
+    def degree_feature(self, degree: torch.Tensor) -> torch.Tensor:
+        """log(1 + d_i) of the degree term; ``floor``: cold items (d < tau) all count as degree tau."""
+        degree = degree.float()
+        if self.p.degree_form == "floor":
+            degree = degree.clamp_min(self.cold_threshold)
+        return torch.log1p(degree)
+
     def score_vectors(self, users: torch.Tensor, items: torch.Tensor, item_ids: torch.Tensor | None):
         """Fused users and items; with ``degree_bias``: ``bias`` adds a column b (users) and
         log(1 + d_i) (items), ``scale`` multiplies each item by (1 + d_i)^b."""
@@ -424,5 +429,5 @@ class MoToRec(GeneralRecommender):
         x0 = torch.cat([torch.zeros(n, self.embedding_size, device=self.device), *content], 1)
         vectors = self.fusion(x0 / (self.p.n_layers + 1))
         if self.degree_coef is not None and self.p.degree_form != "scale":   # degree 0 (floor: tau); scale: 1^b = 1
-            vectors = torch.cat([vectors, vectors.new_full((n, 1), self.new_item_log_degree)], 1)
+            vectors = torch.cat([vectors, self.degree_feature(vectors.new_zeros(n, 1))], 1)
         return codes, vectors

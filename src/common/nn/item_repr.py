@@ -56,6 +56,7 @@ from torch import nn
 
 from src.common.cache import cache_path, content_key, disk_cached
 from src.common.config import ConfigError, register_section
+from src.common.nn.losses import emb_reg
 from src.common.nn.quantize import ProductQuantizer
 
 logger = logging.getLogger(__name__)
@@ -360,11 +361,10 @@ class MotorRepresentation(nn.Module):
 def representation_losses(reps: list[nn.Module], config, batch) -> dict[str, torch.Tensor]:
     """``{"motor_reg": motor_reg_weight * L2 of the batch's MOTOR item vectors}`` when the weight is
     set and a MOTOR representation is among ``reps``; else ``{}``."""
-    weight = getattr(config, "motor_reg_weight", 0.0)
+    weight = config.motor_reg_weight
     motor = [rep for rep in reps if isinstance(rep, MotorRepresentation)]
     if not weight or not motor:
         return {}
-    from src.common.nn.losses import emb_reg
     return {"motor_reg": weight * sum(emb_reg(rep(batch.pos), rep(batch.neg)) for rep in motor)}
 
 
