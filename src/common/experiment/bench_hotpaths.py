@@ -142,9 +142,29 @@ def knn(ds, k: int = 10, dim: int = 4096) -> dict:
             "after": f"row batches of 1024 ({1024 * n * 4 / 2**20:.0f} MiB)", "after s": _time(lambda: graph.knn_graph(f, k), 2)}
 
 
+def token_crossing(ds, n_tokens: int = 17, dim: int = 64) -> dict:
+    """MOTOR's token-crossing block on every item, forward+backward (T = 2 modalities x 8 tokens
+    + the collision token): the token-axis MLP on batch-major (B, T, d) tokens through two
+    transposes vs the token-major (T, B, d) layout, where it is two wide (T x T) @ (T x B*d) products."""
+    from src.common.nn.item_repr import TokenCrossBlock
+    torch.manual_seed(0)
+    block = TokenCrossBlock(n_tokens, dim)
+    x = torch.randn(ds.n_items, n_tokens, dim, requires_grad=True)
+    x_t = x.detach().transpose(0, 1).contiguous().requires_grad_()
+    steps = -(-len(ds.train) // 2048)
+
+    def batch_major():
+        (x + block.token_mlp(block.norm(x).transpose(1, 2)).transpose(1, 2)).sum().backward()
+
+    before, after = _time(batch_major), _time(lambda: block(x_t).sum().backward())
+    return {"hot path": f"MOTOR token crossing, {ds.n_items} items x {n_tokens} tokens fwd+bwd, x{steps} steps",
+            "before": "batch-major (B, T, d), token MLP through transposes", "before s": before * steps,
+            "after": "token-major (T, B, d): wide (T x T) @ (T x B*d) products", "after s": after * steps}
+
+
 def run_all(dataset: str = "baby") -> list[dict]:
     ds = load_dataset(resolve(None, dataset).first())
-    rows = [negative_sampling(ds), propagation(ds), sparse_format(ds), evaluation(ds), knn(ds)]
+    rows = [negative_sampling(ds), propagation(ds), sparse_format(ds), evaluation(ds), knn(ds), token_crossing(ds)]
     for r in rows:
         r["speed-up"] = r["before s"] / r["after s"]
     return rows

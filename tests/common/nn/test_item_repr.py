@@ -207,7 +207,7 @@ def test_cross_network_starts_as_the_mean_of_token_embeddings_and_its_variants_d
     pooled = MotorRepresentation(tokens, 4, 6, layers=2, channel_cross="pooled")
     per_token = MotorRepresentation(tokens, 4, 6, layers=2, channel_cross="token")
     per_token.load_state_dict(pooled.state_dict())
-    mean = torch.cat(list(pooled.token_embeddings().values()), 1).mean(1)
+    mean = torch.cat(list(pooled.token_embeddings().values()), 0).mean(0)
     torch.testing.assert_close(pooled(), mean)
     torch.testing.assert_close(per_token(), mean)
     with torch.no_grad():                              # once the channel MLP is non-zero they differ:
@@ -216,6 +216,18 @@ def test_cross_network_starts_as_the_mean_of_token_embeddings_and_its_variants_d
             for p in rep.cross.parameters():
                 p.add_(0.5 * torch.randn_like(p))
     assert not torch.allclose(pooled(), per_token(), atol=1e-4)
+
+
+def test_token_major_block_equals_the_token_axis_mlp_on_batch_major_tokens():
+    """The block's token-major product form computes X + MLP_T(LN(X)^T)^T of the batch-major form."""
+    torch.manual_seed(0)
+    block = item_repr.TokenCrossBlock(n_tokens=5, dim=6)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p))          # the zero-initialised last layer would hide errors
+    x = torch.randn(7, 5, 6)                      # (B, T, d)
+    reference = x + block.token_mlp(block.norm(x).transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(block(x.transpose(0, 1).contiguous()).transpose(0, 1), reference)
 
 
 # ----------------------------------------------------------------------------- memo (issue 15)
