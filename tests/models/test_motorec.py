@@ -3,6 +3,7 @@ and scoring brand-new items."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -188,6 +189,29 @@ def test_new_items_are_scored_from_features_alone():
     assert all(torch.equal(again[m], model.item_codes(m)) for m in again)
     with pytest.raises(ValueError, match="new items need features"):
         model.new_item_vectors({"image": new_features["image"]})
+
+
+@pytest.mark.parametrize("zero_untrained_id", [True, False])
+def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zero_untrained_id):
+    """An item in the catalogue but never in training has an ID row that only ever met the loss as a
+    sampled negative; with ``zero_untrained_id`` it has no ID channel and gets exactly the vector a
+    brand-new item with its features gets (same codes, x0 / (L + 1), degree floor)."""
+    full = checkerboard(n_users=40, n_items=32, per_user=8, seed=3)
+    untrained = np.array([30, 31])
+    frame = pd.concat([pd.DataFrame({"userID": part.users, "itemID": part.items, "x_label": label})
+                       for label, part in enumerate((full.train, full.valid, full.test))])
+    frame = frame[~frame.itemID.isin(untrained)]
+    ds = type(full).from_frame("holes", frame, {m: f.numpy() for m, f in full.features.items()},
+                               cold_threshold=3, n_items=32)
+    assert ds.n_items == 32 and (ds.item_degree[untrained] == 0).all()
+    trainer = Trainer(small_config(learning_rate=0.01, zero_untrained_id=zero_untrained_id, seed=0), ds)
+    for epoch in range(5):
+        trainer.train_epoch(epoch)
+    model = trainer.model.eval()
+    with torch.no_grad():
+        _, items = model.forward()
+    _, new = model.new_item_vectors({m: f[untrained] for m, f in ds.features.items()})
+    assert torch.allclose(items[untrained], new, atol=1e-5) == zero_untrained_id
 
 
 @pytest.mark.parametrize("form", ["bias", "scale", "floor"])
