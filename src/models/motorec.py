@@ -73,11 +73,12 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   0.1901 / 0.0180 (0.2471); weighting each item's normalised ID channel by min(1, d_i / tau), so that
   a cold item's few-interaction ID vector does not count fully, 0.1898 / 0.0191 (0.2457); dropping
   an item's ID channel with probability 0.3 in training (DropoutNet-style) 0.1877 / 0.0158 (0.2450);
-  no degree term 0.1667 / 0.0321 (0.2198); lambda_cl 0.1 0.1705 / 0.0279 (0.2240); both 0.1364 / 0.0500 (0.1754). Only the levers
-  that give up the popularity prior raise cold items, and valid Recall@20 rejects them: the
-  trade-off is the ranking's, not the ID channel's. On sports the chosen config (score_scale 1) ends with BPR loss
-  ~0.31 where LightGCN reaches ~0.05 (bounded scores underfit), and valid Recall@20 peaks at epoch
-  4 (0.0507) and falls to 0.0365 by epoch 19 while the BPR loss still falls.
+  no degree term 0.1667 / 0.0321 (0.2198); lambda_cl 0.1 0.1705 / 0.0279 (0.2240); both 0.1364 /
+  0.0500 (0.1754). Only the levers that give up the popularity prior raise cold items, and valid
+  Recall@20 rejects them: the trade-off is the ranking's, not the ID channel's. On sports the chosen
+  config (score_scale 1) ends with BPR loss ~0.31 where LightGCN reaches ~0.05 (bounded scores
+  underfit), and valid Recall@20 peaks at epoch 4 (0.0507) and falls to 0.0365 by epoch 19 while
+  the BPR loss still falls.
 - Learned temperature (``learn_score_scale``), ours: the fused vectors have norm ``score_scale``, so
   content scores are bounded by score_scale^2 whatever the data; on sports (68% of the items below
   tau, 15 epochs) that bound underfits (BPR loss ~0.31, valid Recall@20 peaks at epoch 4) and the
@@ -146,7 +147,8 @@ def code_churn(before: torch.Tensor, after: torch.Tensor) -> float:
 class HybridFusion(nn.Module):
     """e_c = alpha * W [c_1; ...; c_M] + (1 - alpha) * sum_m a_m c_m with a = softmax_m(q^T tanh(W_a c_m));
     then the gated residual e = e_c + sigmoid(W_g [e_c; id]) * id. Input rows are [id | c_1 | ... | c_M];
-    each channel is L2-normalised first, and e is rescaled to norm ``scale`` (if > 0)."""
+    each channel is L2-normalised first (the ID channel then multiplied by ``collab_weight`` per row,
+    if given), and e is rescaled to norm ``scale`` (if > 0)."""
 
     def __init__(self, dim: int, n_modalities: int, alpha: float, scale: float):
         super().__init__()

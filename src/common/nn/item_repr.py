@@ -200,7 +200,8 @@ class TokenCrossBlock(nn.Module):
 
     Layout: X is token-major, (T, B, d). The token MLP is then two (T x T) @ (T x B*d) products,
     one wide matrix product each; batch-major (B, T, d) needs two transposes and (B*d x T) @ (T x T)
-    products of inner size T ~ 9, which took ~7x longer than the whole LightGCN step on `sports`."""
+    products of inner size T ~ 9 (a MOTOR-LightGCN step on `sports`, 1 thread: ~280 ms batch-major,
+    ~180 ms token-major; LightGCN's own step ~35 ms)."""
 
     def __init__(self, n_tokens: int, dim: int, dropout: float = 0.0):
         super().__init__()
