@@ -9,6 +9,7 @@ import torch
 
 from src.cli.coldstart import without_items
 from src.common.recommender import resolve
+from src.common.data.dataset import Dataset
 from src.common.data.sampler import BPRSampler
 from src.common.trainer import Trainer, build_model
 from src.models.motorec import code_churn, rarity_weights
@@ -201,8 +202,8 @@ def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zer
     frame = pd.concat([pd.DataFrame({"userID": part.users, "itemID": part.items, "x_label": label})
                        for label, part in enumerate((full.train, full.valid, full.test))])
     frame = frame[~frame.itemID.isin(untrained)]
-    ds = type(full).from_frame("holes", frame, {m: f.numpy() for m, f in full.features.items()},
-                               cold_threshold=3, n_items=32)
+    ds = Dataset.from_frame("holes", frame, {m: f.numpy() for m, f in full.features.items()},
+                            cold_threshold=3, n_items=32)
     assert ds.n_items == 32 and (ds.item_degree[untrained] == 0).all()
     trainer = Trainer(small_config(learning_rate=0.01, zero_untrained_id=zero_untrained_id, seed=0), ds)
     for epoch in range(5):
