@@ -66,8 +66,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ItemReprConfig:
     item_representation: Literal["id", "motor"] = "id"   # id: a learnable table per item; motor: tokens
-    pq_subspaces: int = 8            # MOTOR: M sub-vectors (tokens) per modality; must divide each feature dim
-    pq_codebook_size: int = 64       # MOTOR: K centroids per sub-space (token vocabulary per sub-space)
+    pq_subspaces: int = 16           # MOTOR: M sub-vectors (tokens) per modality, 1..feature dim
+    pq_codebook_size: int = 256      # MOTOR: K centroids per sub-space (token vocabulary per sub-space)
     pq_iterations: int = 25          # MOTOR: k-means iterations of the PQ fit
     pq_seed: int = 0                 # MOTOR: k-means seed of the PQ fit (fixed: tokens are data, not a run)
     motor_fusion: Literal["agnostic", "specific"] = "agnostic"  # cross all modalities' tokens together, or per modality
@@ -115,12 +115,13 @@ def pq_tokens(features: torch.Tensor, subspaces: int, codebook_size: int, n_iter
               seed: int = 0, cache_dir: str = "cache", name: str = "features") -> dict[str, torch.Tensor]:
     """Product-quantise the rows of ``features`` (n, d) once and cache the result on disk.
 
-    Returns ``{"codes": (n, M) int64 in [0, K), "centroids": (M, K, d/M) float32}``; the cache
+    Returns ``{"codes": (n, M) int64 in [0, K), "centroids": (K, d) float32}`` (sub-space j's K
+    centroids in sub-space j's columns, see :class:`ProductQuantizer`); the cache
     file is ``<cache_dir>/motor_pq/<name>-<key>.pt``, the key a hash of the feature bytes and
     every setting, so changed features or settings never reuse an old tokenisation.
     """
-    settings = {"method": "product_quantisation", "subspaces": subspaces, "codebook_size": codebook_size,
-                "n_iter": n_iter, "seed": seed}
+    settings = {"method": "product_quantisation", "centroids": "(K, d)", "subspaces": subspaces,
+                "codebook_size": codebook_size, "n_iter": n_iter, "seed": seed}
     path = cache_path(cache_dir, "motor_pq", name, content_key({"features": features}, settings))
 
     def fit() -> dict[str, torch.Tensor]:
@@ -132,7 +133,7 @@ def pq_tokens(features: torch.Tensor, subspaces: int, codebook_size: int, n_iter
         logger.info("MOTOR: product-quantised %s (%d x %d) into %d x %d tokens in %.1fs",
                     name, *features.shape, subspaces, codebook_size, time.perf_counter() - t0)
         return {"codes": codes.to(torch.int64),
-                "centroids": torch.stack([book.embeddings.detach().clone() for book in pq.books])}
+                "centroids": torch.cat([book.embeddings.detach().clone() for book in pq.books], 1)}
 
     entry, was_cached = disk_cached(path, fit)
     if was_cached:
@@ -174,10 +175,9 @@ def item_tokens(config, dataset) -> dict[str, torch.Tensor]:
     for modality in modalities:
         features = dataset.features[modality]
         dim = features.shape[1]
-        if dim % m_sub:
-            raise ConfigError(f"pq_subspaces={m_sub} must divide the {modality} feature dimension {dim} "
-                              f"of dataset {dataset.name!r} (divisors up to 64: "
-                              f"{[d for d in range(1, min(dim, 64) + 1) if dim % d == 0]})")
+        if m_sub > dim:
+            raise ConfigError(f"pq_subspaces={m_sub} exceeds the {modality} feature dimension {dim} "
+                              f"of dataset {dataset.name!r}")
         if k > dataset.n_items:
             logger.warning("pq_codebook_size=%d exceeds the %d items: some tokens stay unused", k, dataset.n_items)
         key = f"motor_tokens:{modality}:{m_sub}:{k}:{config.pq_iterations}:{config.pq_seed}:{config.cache_dir}"

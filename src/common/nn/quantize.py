@@ -195,21 +195,23 @@ class ResidualQuantizer(nn.Module):
 
 # ----------------------------------------------------------------------------- product quantiser
 class ProductQuantizer(nn.Module):
-    """Split d into M sub-vectors of d/M and quantise each with its own K-code codebook, fitted by
-    k-means (no gradient). Codes (n, M); ``decode`` concatenates the chosen centroids."""
+    """Split d into M contiguous sub-vectors and quantise each with its own K-code codebook, fitted
+    by k-means (no gradient). Codes (n, M); ``decode`` concatenates the chosen centroids. When M
+    does not divide d, the first d mod M sub-vectors are one entry longer (``torch.tensor_split``),
+    so any 1 <= M <= d works on any feature dimension."""
 
     def __init__(self, subspaces: int, size: int, dim: int):
         super().__init__()
-        if dim % subspaces:
-            raise ValueError(f"the feature dimension {dim} must be divisible by pq_subspaces={subspaces}")
+        if not 1 <= subspaces <= dim:
+            raise ValueError(f"pq_subspaces={subspaces} must lie in [1, the feature dimension {dim}]")
         self.subspaces, self.size, self.dim = subspaces, size, dim
-        self.books = nn.ModuleList(Codebook(size, dim // subspaces, kmeans_init=False)
-                                   for _ in range(subspaces))
+        widths = [len(part) for part in torch.arange(dim).tensor_split(subspaces)]
+        self.books = nn.ModuleList(Codebook(size, width, kmeans_init=False) for width in widths)
         for book in self.books:
             book.embeddings.requires_grad_(False)
 
     def _split(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return list(x.float().reshape(x.shape[0], self.subspaces, -1).unbind(1))
+        return list(x.float().tensor_split(self.subspaces, dim=1))
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor, seed: int = 0, n_iter: int = 25) -> "ProductQuantizer":

@@ -22,10 +22,10 @@ def test_pq_tokens_are_each_subvectors_nearest_centroid(tmp_path):
     x = torch.randn(120, 12, generator=torch.Generator().manual_seed(0))
     entry = pq_tokens(x, subspaces=3, codebook_size=8, cache_dir=str(tmp_path), name="x")
     codes, centroids = entry["codes"], entry["centroids"]
-    assert codes.shape == (120, 3) and centroids.shape == (3, 8, 4)
+    assert codes.shape == (120, 3) and centroids.shape == (8, 12)
     assert codes.min() >= 0 and codes.max() < 8
     for j in range(3):
-        brute = torch.cdist(x[:, 4 * j:4 * j + 4], centroids[j]).argmin(1)
+        brute = torch.cdist(x[:, 4 * j:4 * j + 4], centroids[:, 4 * j:4 * j + 4]).argmin(1)
         assert torch.equal(codes[:, j], brute)
 
 
@@ -98,18 +98,27 @@ def test_modal_specific_fusion_and_no_cross_layers_shapes(tmp_path):
             assert rep().shape == (10, 6) and rep(torch.tensor([1, 1])).shape == (2, 6)
 
 
-def test_motor_defaults_have_fewer_parameters_than_an_id_table_on_scientific(scientific, tmp_path):
-    cfg = config_for("BPR", item_representation="motor", cache_dir=str(tmp_path))
-    motor = build_item_representation(cfg, scientific, 64)
-    ids = build_item_representation(cfg.replace(item_representation="id"), scientific, 64)
-    n_motor, n_id = (sum(p.numel() for p in r.parameters()) for r in (motor, ids))
-    assert n_id == scientific.n_items * 64
-    assert n_motor < n_id                      # and MOTOR's count does not grow with the catalogue
+def test_motor_defaults_keep_the_item_side_below_an_id_table_at_sports_scale():
+    # sports: 18,357 items, one 384-d text modality; the default PQ settings and a 64-d embedding
+    cfg = config_for("BPR", item_representation="motor")
+    n_items, dim = 18357, 64
+    codes = torch.randint(0, cfg.pq_codebook_size, (n_items, cfg.pq_subspaces),
+                          generator=torch.Generator().manual_seed(0))
+    rep = MotorRepresentation({"text": codes, "collision": torch.zeros(n_items, 1, dtype=torch.int64)},
+                              cfg.pq_codebook_size, dim, layers=cfg.motor_layers)
+    n_motor = sum(p.numel() for p in rep.parameters())
+    assert cfg.pq_subspaces * cfg.pq_codebook_size * dim < n_motor < n_items * dim / 4
+    # and MOTOR's count does not grow with the catalogue
+    bigger = MotorRepresentation({"text": torch.cat([codes, codes])}, cfg.pq_codebook_size, dim,
+                                 layers=cfg.motor_layers)
+    assert sum(p.numel() for p in bigger.parameters()) <= n_motor
 
 
-def test_subspaces_must_divide_the_feature_dimension(tmp_path):
-    with pytest.raises(ConfigError, match="pq_subspaces=3 must divide the image feature dimension 16"):
-        item_tokens(motor_config(tmp_path, pq_subspaces=3), checkerboard())
+def test_subspaces_need_not_divide_the_feature_dimension_but_cannot_exceed_it(tmp_path):
+    tokens = item_tokens(motor_config(tmp_path, pq_subspaces=3), checkerboard())   # 16 = 6 + 5 + 5
+    assert tokens["image"].shape == (30, 3)
+    with pytest.raises(ConfigError, match="pq_subspaces=17 exceeds the image feature dimension 16"):
+        item_tokens(motor_config(tmp_path, pq_subspaces=17), checkerboard())
 
 
 def test_motor_on_an_id_only_dataset_is_a_data_error(tmp_path):

@@ -87,10 +87,18 @@ def test_product_quantiser_assigns_each_subvector_its_nearest_centroid():
     assert torch.equal(pq.encode(same)[0], pq.encode(same)[1])
 
 
-def test_product_quantiser_rejects_indivisible_dimension():
+def test_product_quantiser_splits_an_indivisible_dimension_into_near_equal_parts():
     import pytest
-    with pytest.raises(ValueError, match="divisible by pq_subspaces"):
-        ProductQuantizer(subspaces=3, size=4, dim=8)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(60, 10, generator=g)
+    pq = ProductQuantizer(subspaces=4, size=8, dim=10).fit(x, seed=0)
+    assert [book.embeddings.shape[1] for book in pq.books] == [3, 3, 2, 2]
+    codes = pq.encode(x)
+    for m, (lo, hi) in enumerate([(0, 3), (3, 6), (6, 8), (8, 10)]):
+        assert torch.equal(codes[:, m], torch.cdist(x[:, lo:hi], pq.books[m].embeddings).argmin(1))
+    assert pq.decode(codes).shape == (60, 10)
+    with pytest.raises(ValueError, match="pq_subspaces=11 must lie in"):
+        ProductQuantizer(subspaces=11, size=4, dim=10)
 
 
 # ----------------------------------------------------------------------------- sparsity KL and the RQ-VAE
