@@ -102,12 +102,13 @@ def test_motor_defaults_keep_the_item_side_below_an_id_table_at_sports_scale():
     # sports: 18,357 items, one 384-d text modality; the default PQ settings and a 64-d embedding
     cfg = config_for("BPR", item_representation="motor")
     n_items, dim = 18357, 64
-    codes = torch.randint(0, cfg.pq_codebook_size, (n_items, cfg.pq_subspaces),
+    assert cfg.pq_subspaces == 0                      # auto: one modality gets all the tokens
+    codes = torch.randint(0, cfg.pq_codebook_size, (n_items, item_repr.auto_subspaces(1)),
                           generator=torch.Generator().manual_seed(0))
     rep = MotorRepresentation({"text": codes, "collision": torch.zeros(n_items, 1, dtype=torch.int64)},
                               cfg.pq_codebook_size, dim, layers=cfg.motor_layers)
     n_motor = sum(p.numel() for p in rep.parameters())
-    assert cfg.pq_subspaces * cfg.pq_codebook_size * dim < n_motor < n_items * dim / 4
+    assert item_repr.auto_subspaces(1) * cfg.pq_codebook_size * dim < n_motor < n_items * dim / 2
     # and MOTOR's count does not grow with the catalogue
     bigger = MotorRepresentation({"text": torch.cat([codes, codes])}, cfg.pq_codebook_size, dim,
                                  layers=cfg.motor_layers)
@@ -132,7 +133,7 @@ def test_single_modality_dataset_gets_one_token_table(tmp_path):
     assert np.isfinite(rep().detach().numpy()).all()
 
 
-@pytest.mark.parametrize("key,value", [("pq_subspaces", 0), ("pq_codebook_size", 1), ("motor_layers", -1),
+@pytest.mark.parametrize("key,value", [("pq_subspaces", -1), ("pq_codebook_size", 1), ("motor_layers", -1),
                                        ("motor_dropout", 1.0), ("motor_reg_weight", -0.1)])
 def test_invalid_motor_settings_are_config_errors(key, value):
     with pytest.raises(ConfigError, match=key):
@@ -305,3 +306,14 @@ def test_motor_reg_weight_shrinks_the_item_vectors(tmp_path):
         with torch.no_grad():
             norms.append(float(rep.encode().norm(dim=1).mean()))
     assert norms[1] < 0.8 * norms[0]
+
+
+def test_auto_subspaces_split_a_fixed_token_budget_over_the_modalities(tmp_path):
+    cfg = motor_config(tmp_path, pq_subspaces=0, pq_codebook_size=4)
+    per_modality = item_repr.AUTO_TOKENS_PER_ITEM // 2
+    both = item_tokens(cfg, checkerboard(dims=40))
+    assert both["image"].shape == both["text"].shape == (30, per_modality)
+    text_only = item_tokens(cfg, checkerboard(dims=40, modalities=("text",)))
+    assert text_only["text"].shape == (30, item_repr.AUTO_TOKENS_PER_ITEM)
+    narrow = item_tokens(cfg, checkerboard(dims=10, modalities=("text",)))   # never more than the dimension
+    assert narrow["text"].shape == (30, 10)
