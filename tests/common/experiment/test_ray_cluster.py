@@ -105,6 +105,11 @@ def test_node_lost_mid_search_reruns_its_trial_and_loses_nothing_finished(tmp_pa
             (started / run_dir.name).touch()
             time.sleep(120)   # the node is removed while this runs; the test fails if it is not
             raise RuntimeError("the second node was not removed")
+        # on the head: hold its only CPU until a trial runs on the second node, so that Ray has to
+        # place one there (a checkerboard trial is so short that otherwise the head may run them all)
+        deadline = time.monotonic() + 60
+        while not any(started.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         return train_one(config, dataset, run_dir, **kw)
 
     ex = RayExecutor(address=cluster.address, cpus_per_trial=1, max_retries=1, train=hangs_on_the_second_node)
