@@ -12,6 +12,7 @@ Recommendation", 2024), in three steps:
 1. Feature discretisation (Sec. 3.2): per modality m, product quantisation splits each item's
    feature vector x_i^m into M sub-vectors and gives sub-vector j the index of its nearest of K
    k-means centroids of sub-space j: item i gets M tokens per modality, t_i^m in [0, K)^M.
+   Defaults (ours; measured, see :data:`AUTO_TOKENS_PER_ITEM`): K = 256 and M = 32 / #modalities.
    Fitted once per dataset and cached on disk, keyed by the feature bytes and the settings.
    Items whose features differ but whose tokens all coincide would share one vector; with
    ``pq_collision_token`` (our addition, as generative retrieval's semantic IDs append an index)
