@@ -240,6 +240,34 @@ def test_token_major_block_equals_the_token_axis_mlp_on_batch_major_tokens():
     torch.testing.assert_close(block(x.transpose(0, 1).contiguous()).transpose(0, 1), reference)
 
 
+def test_pooled_network_equals_blocks_then_mean_in_values_and_gradients():
+    """The network's shortcut (the last block's mean taken without forming its output) is exact:
+    values and every parameter's gradient match blocks -> mean over tokens -> channel MLP."""
+    torch.manual_seed(0)
+    net = item_repr.TokenCrossNetwork(n_tokens=5, dim=6, layers=2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p))          # the zero-initialised last layers would hide errors
+    x = torch.randn(5, 7, 6, requires_grad=True)  # (T, B, d)
+
+    def plain(x):
+        pooled = net.blocks(x).mean(0)
+        return pooled + net.channel(pooled)
+
+    weights = torch.randn(7, 6)
+    outputs, grads = [], []
+    for f in (net, plain):
+        net.zero_grad()
+        x.grad = None
+        out = f(x)
+        (out * weights).sum().backward()
+        outputs.append(out.detach())
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in net.parameters()])
+    torch.testing.assert_close(outputs[0], outputs[1])
+    for shortcut, reference in zip(*grads):
+        torch.testing.assert_close(shortcut, reference)
+
+
 # ----------------------------------------------------------------------------- memo (issue 15)
 def test_memo_is_dropped_after_a_fused_optimizer_step(tmp_path):
     """A host that reads item vectors after an optimizer step whose loss did not backpropagate
