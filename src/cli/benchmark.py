@@ -3,6 +3,7 @@ every model's search on every dataset with the same budget, its best config on e
 one report (markdown + CSV + PNG per dataset, an index page). Resumable like any search."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -49,13 +50,25 @@ def run(args) -> int:
     suite = bm.load_suite(args.suite, models_of(args) or None, datasets, args.seeds, args.trials, args.cold)
     stem = Path(suite.source).stem
     out_dir = Path(args.out) if args.out else from_root(f"reports/{stem}")
-    plan: dict[str, tuple[str, bm.DatasetSuite]] = {}
-    for name, entry in suite.datasets.items():
-        plan[name] = (name, entry)
-        if suite.cold_share > 0:
-            variant = cold_variant(resolve(None, name, extra).first(), suite.cold_share, seed=entry.seeds[0])
-            plan[variant] = (f"{name}, strict item cold start ({suite.cold_share:.0%} of items never in "
-                             f"training)", suite.cold_entry(entry))
+
+    def plan_of(suite: bm.Suite) -> dict[str, tuple[str, bm.DatasetSuite]]:
+        plan = {}
+        for name, entry in suite.datasets.items():
+            plan[name] = (name, entry)
+            if suite.cold_share > 0:
+                variant = cold_variant(resolve(None, name, extra).first(), suite.cold_share, seed=entry.seeds[0])
+                plan[variant] = (f"{name}, strict item cold start ({suite.cold_share:.0%} of items never in "
+                                 f"training)", suite.cold_entry(entry))
+        return plan
+
+    plan = plan_of(suite)
+    # the report covers the suite's models even when -m trains only some of them (plus any extra ones)
+    report_plan = plan
+    if models_of(args):
+        whole = plan_of(bm.load_suite(args.suite, None, datasets, args.seeds, args.trials, args.cold))
+        report_plan = {name: (title, dataclasses.replace(
+            entry, models=whole[name][1].models + [m for m in entry.models if m not in whole[name][1].models]))
+            for name, (title, entry) in plan.items()}
     for name, (_, entry) in plan.items():   # validate every model on every dataset before training any
         for model in entry.models:
             bm.resolve_label(model, name, bm.search_overrides(entry, extra, model))
@@ -68,8 +81,8 @@ def run(args) -> int:
                             entry.trials, len(entry.seeds))
                 bm.run_dataset(name, entry, extra, executor, args.force, record, run_search)
         logger.info("benchmark runs done in %.1f min", (time.perf_counter() - t0) / 60)
-    index = bm.write_report(suite, record, extra, out_dir, plan)
-    for name in plan:
+    index = bm.write_report(suite, record, extra, out_dir, report_plan)
+    for name in report_plan:
         text = (out_dir / f"{name}.md")
         if text.exists():
             print(text.read_text())

@@ -78,6 +78,10 @@ def test_suite_runs_both_phases_writes_the_report_and_resumes(world):
     assert again.returncode == 0, again.stderr[-3000:]
     phases = json.loads((tmp / "report" / "phases.json").read_text())
     assert sum(p["finished"] for p in phases) == 0 and sum(p["skipped"] for p in phases) == 8
+    # -m narrows what is trained, not the report: the suite's other models stay in it
+    one = run("benchmark", *common, "-m", "BPR")
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert sorted(pd.read_csv(tmp / "report" / "tiny.csv")["model"]) == ["BPR", "LightGCN"]
     # the report of a cold variant that has not run says so instead of an empty table
     only = run("benchmark", *common, "--report-only", "--cold")
     assert only.returncode == 0, only.stderr[-3000:]
@@ -178,3 +182,12 @@ def test_motor_hosts_run_under_the_same_budget_and_get_a_pair_table(world):
     suite.write_text("datasets:\n  tiny:\n    models: [BPR]\n    per_model: {Nope: {reg_weight: 0.1}}\n")
     with pytest.raises(ConfigError, match=r"datasets.tiny.per_model: unknown model\(s\) \['Nope'\]"):
         bm.load_suite(suite)
+
+
+def test_report_index_keeps_the_sections_of_datasets_the_command_did_not_cover():
+    from src.common.experiment.benchmark import merge_sections
+    old = "# Benchmark report\n\nSuite: old.\n\n## a\n\nold a\n\n## b\n\nold b\n\nNot run yet: X.\n"
+    new = "# Benchmark report\n\nSuite: new.\n\n## a\n\nnew a\n\n## c\n\nnew c\n"
+    assert merge_sections(old, new) == ("# Benchmark report\n\nSuite: new.\n\n## a\n\nnew a\n\n"
+                                        "## b\n\nold b\n\nNot run yet: X.\n\n## c\n\nnew c\n")
+    assert merge_sections(new, new) == new

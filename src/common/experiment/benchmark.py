@@ -471,9 +471,28 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
             index += [f"Incomplete (the suite was stopped before their budget was spent): {'; '.join(short)}.", ""]
         if missing:
             index += [f"Not run yet: {', '.join(missing)}.", ""]
-    path = atomic_write_text(out_dir / "index.md", "\n".join(index) + "\n")
+    text = "\n".join(index) + "\n"
+    if (out_dir / "index.md").exists():    # a command for some datasets keeps the others' sections
+        text = merge_sections((out_dir / "index.md").read_text(), text)
+    path = atomic_write_text(out_dir / "index.md", text)
     atomic_write_json(out_dir / "phases.json", [dataclasses.asdict(p) for p in run.phases])
     return path
+
+
+def merge_sections(old: str, new: str) -> str:
+    """The report index ``new`` with the ``## `` sections of ``old`` that ``new`` does not have
+    (datasets this command did not cover), each kept in its old place: ``-d scientific`` rewrites
+    the scientific section and leaves sports' as it was. The text before the first section is new's."""
+    def split(text: str) -> tuple[str, list[tuple[str, str]]]:
+        parts = re.split(r"^(?=## )", text, flags=re.M)
+        return parts[0], [(p.split("\n", 1)[0], p) for p in parts[1:]]
+
+    head, new_sections = split(new)
+    _, old_sections = split(old)
+    fresh = dict(new_sections)
+    merged = [fresh.pop(title, body) for title, body in old_sections]
+    merged += [body for title, body in new_sections if title in fresh]      # sections new to the report
+    return head + "".join(part if part.endswith("\n\n") else part.rstrip("\n") + "\n\n" for part in merged).rstrip("\n") + "\n"
 
 
 BEGIN, END = "<!-- benchmark report: begin (python main.py benchmark --readme README.md) -->", "<!-- benchmark report: end -->"
