@@ -112,7 +112,12 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   zero collaborative vector and content vectors x0 / (L + 1), what LightGCN gives an isolated node.
 - Ablations: ``use_rqvae: false`` feeds the encoder output z_e (trained by BPR) to the content
   channels, with no quantiser, decoder or L_rq; ``use_ara``/``use_sparsity``/``use_cl`` drop their
-  part; ``fusion: concat|attention`` sets alpha 1|0.
+  part; ``fusion: concat|attention`` sets alpha 1|0. Measured (scientific, current defaults, 3
+  seeds, paired over users, Holm-corrected; table in the README): no removal changes Recall@20 or
+  cold NDCG@20 significantly. Removing ARA lowers cold NDCG@20 0.0178 -> 0.0161 (p = 0.059); the
+  continuous variant (w/o RQ-VAE) is ahead of the codes, not significantly (R@20 0.1921 vs 0.1888,
+  cold N@20 0.0190 vs 0.0178): with features this clean (CLIP), quantising loses a little detail
+  that the shared codes do not pay back on this dataset.
 """
 from __future__ import annotations
 
