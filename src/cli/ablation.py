@@ -1,9 +1,10 @@
 """``python main.py ablation -d <dataset>``: the MoToRec ablation table (full, w/o RQ-VAE, w/o ARA,
-w/o Sparsity, w/o CL, w/o HF), each variant trained from the full model's best grid point with three
-seeds (``--set seed=...`` to change them) and reported as mean ± sample std over the seeds, with each
-variant's paired difference from the full model (per-user test values averaged over the seeds,
-paired t-test over the test users, Holm-corrected over the variants), so that "a component helps"
-is a claim a test backs, not a gap between two means."""
+w/o Sparsity, w/o CL, w/o HF, and w/o FR: our feature residual off), each variant trained from the
+full model's best grid point with three seeds (``--set seed=...`` to change them) and reported as
+mean ± sample std over the seeds, with each variant's paired difference from the full model
+(per-user test values averaged over the seeds, paired t-test over the test users, Holm-corrected
+over the variants), so that "a component helps" is a claim a test backs, not a gap between two
+means."""
 from __future__ import annotations
 
 import logging
@@ -29,6 +30,7 @@ VARIANTS = {
     "MoToRec w/o Sparsity": {"use_sparsity": False},
     "MoToRec w/o CL": {"use_cl": False},
     "MoToRec w/o HF": {"fusion": "concat"},   # hybrid fusion replaced by the concat-projection alone
+    "MoToRec w/o FR": {"feature_residual": "off"},   # ours: the paper's token sum alone, no feature residual
 }
 
 

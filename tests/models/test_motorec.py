@@ -192,8 +192,8 @@ def test_new_items_are_scored_from_features_alone():
         model.new_item_vectors({"image": new_features["image"]})
 
 
-@pytest.mark.parametrize("zero_untrained_id", [True, False])
-def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zero_untrained_id):
+@pytest.mark.parametrize("zero_untrained_id, feature_residual", [(True, "off"), (False, "off"), (True, "mlp")])
+def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zero_untrained_id, feature_residual):
     """An item in the catalogue but never in training has an ID row that only ever met the loss as a
     sampled negative; with ``zero_untrained_id`` it has no ID channel and gets exactly the vector a
     brand-new item with its features gets (same codes, x0 / (L + 1), degree floor)."""
@@ -205,7 +205,8 @@ def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zer
     ds = Dataset.from_frame("holes", frame, {m: f.numpy() for m, f in full.features.items()},
                             cold_threshold=3, n_items=32)
     assert ds.n_items == 32 and (ds.item_degree[untrained] == 0).all()
-    trainer = Trainer(small_config(learning_rate=0.01, zero_untrained_id=zero_untrained_id, seed=0), ds)
+    trainer = Trainer(small_config(learning_rate=0.01, zero_untrained_id=zero_untrained_id,
+                                   feature_residual=feature_residual, seed=0), ds)
     for epoch in range(5):
         trainer.train_epoch(epoch)
     model = trainer.model.eval()
@@ -213,6 +214,27 @@ def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zer
         _, items = model.forward()
     _, new = model.new_item_vectors({m: f[untrained] for m, f in ds.features.items()})
     assert torch.allclose(items[untrained], new, atol=1e-5) == zero_untrained_id
+
+
+@pytest.mark.parametrize("form", ["linear", "mlp"])
+def test_feature_residual_starts_as_the_token_sum_and_learns(form):
+    """``feature_residual`` adds f(x) to each content channel: f starts at zero (the paper's token sum
+    exactly), BPR moves it, and the content channel then differs from the token sum."""
+    ds = checkerboard(n_users=40, n_items=32, per_user=8, seed=3)
+    trainer = Trainer(small_config(learning_rate=0.01, feature_residual=form, seed=0), ds)
+    model = trainer.model
+    model.pre_epoch(0)
+    for m in model.modalities:
+        tokens = model.token_emb[m](model.item_codes(m) + model.level_offset).sum(1)
+        assert torch.equal(model.content_input(m), tokens)
+    for epoch in range(3):
+        trainer.train_epoch(epoch)
+    for m in model.modalities:
+        last = model.feature_proj[m] if form == "linear" else model.feature_proj[m][-1]
+        assert last.weight.abs().sum() > 0
+        tokens = model.token_emb[m](model.item_codes(m) + model.level_offset).sum(1)
+        assert not torch.allclose(model.content_input(m), tokens)
+    assert build_model(small_config(feature_residual="linear", use_rqvae=False), ds).feature_proj is None
 
 
 @pytest.mark.parametrize("form", ["bias", "scale", "floor"])
