@@ -192,7 +192,7 @@ def test_new_items_are_scored_from_features_alone():
         model.new_item_vectors({"image": new_features["image"]})
 
 
-@pytest.mark.parametrize("zero_untrained_id, feature_residual", [(True, "off"), (False, "off"), (True, "mlp")])
+@pytest.mark.parametrize("zero_untrained_id, feature_residual", [(True, "linear"), (False, "linear"), (True, "off")])
 def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zero_untrained_id, feature_residual):
     """An item in the catalogue but never in training has an ID row that only ever met the loss as a
     sampled negative; with ``zero_untrained_id`` it has no ID channel and gets exactly the vector a
