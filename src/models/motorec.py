@@ -113,7 +113,11 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   paper's token sum; the ablation's ``w/o FR`` row measures it at the chosen config. Cost: one
   (n_items x d_m) @ (d_m x d) product and its weight gradient per step on features standardised once
   at start-up (sports' shape, one thread, idle machine: 13 ms per step; 24 ms when they were
-  standardised every step, as in the runs measured above, which give identical results).
+  standardised every step, as in the runs measured above, which give identical results). Features
+  wider than ``residual_max_dim`` (512) are projected once onto their top principal components
+  first: on MMRec's 4096-d image features the full map was the largest single cost of a step (Baby's
+  shape, 1 thread: ~80 of 229 ms); features of at most 512 dimensions (every dataset measured here)
+  are not projected, so the numbers above are unchanged.
 - No L2 term: every score is a function of per-channel normalised vectors, so an L2 on the layer-0
   rows cannot bound the scores (it only shrank the norms); the paper's reg is dropped.
 - Augmented views for InfoNCE: the users and positive items of the first ``cl_batch_size`` triples,
@@ -204,6 +208,15 @@ class HybridFusion(nn.Module):
         return self.scale * F.normalize(out, dim=1) if self.scale > 0 else out
 
 
+def principal_basis(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(d, k): the top-k eigenvectors of x^T x (x: (n, d), centred), largest first, each signed so that
+    its largest-magnitude entry is positive (the same basis on any device)."""
+    values, vectors = torch.linalg.eigh(x.T @ x)
+    top = vectors[:, values.argsort(descending=True)[:k]]
+    sign = torch.sign(top.gather(0, top.abs().argmax(0, keepdim=True)))
+    return (top * sign).contiguous()
+
+
 def residual_map(in_dim: int, hidden_dim: int, out_dim: int, form: str) -> nn.Module:
     """f of ``feature_residual``: a linear map or an MLP as the tokenizer's encoder, whose last
     layer starts at zero, so that the content channel starts as the paper's token sum."""
@@ -251,6 +264,7 @@ class MoToRec(GeneralRecommender):
         use_cl: bool = True                # false: no InfoNCE
         zero_untrained_id: bool = True     # items without train interactions get no ID channel, as new items
         feature_residual: Literal["off", "linear", "mlp"] = "linear"   # content channel = tokens + f(x), f zero at init
+        residual_max_dim: int = 512        # f reads at most this many principal components of x (0: all)
 
         def __post_init__(self):
             if self.score_scale < 0:
@@ -261,6 +275,8 @@ class MoToRec(GeneralRecommender):
                 raise ValueError(f"sparsity_rho must lie in (0, 1), got {self.sparsity_rho}")
             if not 0 <= self.fusion_alpha <= 1 or not 0 <= self.cl_dropout < 1:
                 raise ValueError("fusion_alpha must lie in [0, 1] and cl_dropout in [0, 1)")
+            if self.residual_max_dim < 0:
+                raise ValueError(f"residual_max_dim must be >= 0 (0 = every feature dimension), got {self.residual_max_dim}")
             if self.tokenizer_epochs < -1:
                 raise ValueError(f"tokenizer_epochs must be >= 0, or -1 (never frozen), got {self.tokenizer_epochs}")
 
@@ -291,13 +307,19 @@ class MoToRec(GeneralRecommender):
             self.register_buffer(f"codes_{m}", torch.zeros(self.n_items, cfg.num_levels, dtype=torch.long))
         # token embeddings (N_q * K, d) per modality: what each code means to the recommender
         self.token_emb = nn.ModuleDict({m: nn.Embedding(cfg.num_levels * cfg.codebook_size, d) for m in features})
-        # optional continuous residual f_m(x_m) on the standardised features, zero at the start (ours)
-        self.feature_proj = nn.ModuleDict({m: residual_map(f.shape[1], cfg.hidden_dim, d, cfg.feature_residual)
-                                           for m, f in features.items()}) \
-            if cfg.feature_residual != "off" and cfg.use_rqvae else None
-        if self.feature_proj is not None:   # its input is constant: standardised once, not every step
+        # optional continuous residual f_m(x_m) on the standardised features, zero at the start (ours);
+        # its input is constant: standardised (and projected on its top principal components when the
+        # features have more than ``residual_max_dim`` dimensions) once, not every step
+        self.feature_proj = None
+        if cfg.feature_residual != "off" and cfg.use_rqvae:
+            self.feature_proj = nn.ModuleDict()
             for m, tok in self.tokenizers.items():
-                self.register_buffer(f"feat_std_{m}", tok.normalise(features[m]), persistent=False)
+                x = tok.normalise(features[m])
+                basis = principal_basis(x, cfg.residual_max_dim) if 0 < cfg.residual_max_dim < x.shape[1] else None
+                self.register_buffer(f"residual_basis_{m}", basis)    # persistent: a checkpoint keeps its basis
+                self.register_buffer(f"feat_std_{m}", x if basis is None else x @ basis, persistent=False)
+                self.feature_proj[m] = residual_map(x.shape[1] if basis is None else basis.shape[1],
+                                                    cfg.hidden_dim, d, cfg.feature_residual)
         self.register_buffer("level_offset", torch.arange(cfg.num_levels) * cfg.codebook_size, persistent=False)
         # collaborative ID channel; users have one embedding per channel
         self.n_channels = 1 + len(self.modalities)
@@ -402,9 +424,14 @@ class MoToRec(GeneralRecommender):
         codes = self.item_codes(m) if codes is None else codes
         x = self.token_emb[m](codes + self.level_offset).sum(1)
         if self.feature_proj is not None:
-            standardised = getattr(self, f"feat_std_{m}") if features is None else self.tokenizers[m].normalise(features)
-            x = x + self.feature_proj[m](standardised)
+            x = x + self.feature_proj[m](getattr(self, f"feat_std_{m}") if features is None else self.residual_input(m, features))
         return x
+
+    def residual_input(self, m: str, features: torch.Tensor) -> torch.Tensor:
+        """The feature residual's input for raw feature rows: standardised, then on the principal basis (if any)."""
+        x = self.tokenizers[m].normalise(features)
+        basis = getattr(self, f"residual_basis_{m}")
+        return x if basis is None else x @ basis
 
     # ------------------------------------------------------------------ model
     def channels(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,7 @@ from src.common.recommender import resolve
 from src.common.data.dataset import Dataset
 from src.common.data.sampler import BPRSampler
 from src.common.trainer import Trainer, build_model
-from src.models.motorec import code_churn, rarity_weights
+from src.models.motorec import code_churn, principal_basis, rarity_weights
 
 from tests.conftest import checkerboard
 
@@ -192,8 +192,9 @@ def test_new_items_are_scored_from_features_alone():
         model.new_item_vectors({"image": new_features["image"]})
 
 
-@pytest.mark.parametrize("zero_untrained_id, feature_residual", [(True, "linear"), (False, "linear"), (True, "off")])
-def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zero_untrained_id, feature_residual):
+@pytest.mark.parametrize("zero_untrained_id, feature_residual, max_dim",
+                         [(True, "linear", 512), (False, "linear", 512), (True, "off", 512), (True, "linear", 4)])
+def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zero_untrained_id, feature_residual, max_dim):
     """An item in the catalogue but never in training has an ID row that only ever met the loss as a
     sampled negative; with ``zero_untrained_id`` it has no ID channel and gets exactly the vector a
     brand-new item with its features gets (same codes, x0 / (L + 1), degree floor)."""
@@ -206,7 +207,7 @@ def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zer
                             cold_threshold=3, n_items=32)
     assert ds.n_items == 32 and (ds.item_degree[untrained] == 0).all()
     trainer = Trainer(small_config(learning_rate=0.01, zero_untrained_id=zero_untrained_id,
-                                   feature_residual=feature_residual, seed=0), ds)
+                                   feature_residual=feature_residual, residual_max_dim=max_dim, seed=0), ds)
     for epoch in range(5):
         trainer.train_epoch(epoch)
     model = trainer.model.eval()
@@ -214,6 +215,32 @@ def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zer
         _, items = model.forward()
     _, new = model.new_item_vectors({m: f[untrained] for m, f in ds.features.items()})
     assert torch.allclose(items[untrained], new, atol=1e-5) == zero_untrained_id
+
+
+def test_principal_basis_finds_the_top_directions_with_a_fixed_sign():
+    x = torch.randn(2000, 5, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 10.0, 2.0, 5.0, 0.5])
+    x = x - x.mean(0)
+    basis = principal_basis(x, 2)
+    torch.testing.assert_close(basis, torch.eye(5)[:, [1, 3]], atol=0.03, rtol=0)
+    assert (basis.gather(0, basis.abs().argmax(0, keepdim=True)) > 0).all()   # sign fixed by the data, not the solver
+
+
+def test_wide_features_reach_the_residual_through_their_principal_components():
+    """Features wider than ``residual_max_dim`` are projected once onto their top principal components
+    (the residual map reads k columns); narrower ones are only standardised; the basis is saved."""
+    ds = checkerboard(n_users=40, n_items=32, per_user=8, seed=3)        # 16-d features
+    wide = build_model(small_config(residual_max_dim=4), ds)
+    narrow = build_model(small_config(residual_max_dim=0), ds)
+    for m in wide.modalities:
+        assert wide.feature_proj[m].weight.shape == (16, 4) and getattr(wide, f"feat_std_{m}").shape == (32, 4)
+        assert narrow.feature_proj[m].weight.shape == (16, 16) and getattr(narrow, f"residual_basis_{m}") is None
+        assert f"residual_basis_{m}" in wide.state_dict()
+        basis = getattr(wide, f"residual_basis_{m}")
+        torch.testing.assert_close(basis.T @ basis, torch.eye(4), atol=1e-4, rtol=0)
+        torch.testing.assert_close(wide.residual_input(m, ds.features[m]), getattr(wide, f"feat_std_{m}"))
+    assert build_model(small_config(residual_max_dim=16), ds).residual_basis_image is None
+    with pytest.raises(ValueError, match="residual_max_dim"):
+        small_config(residual_max_dim=-1)
 
 
 @pytest.mark.parametrize("form", ["linear", "mlp"])
