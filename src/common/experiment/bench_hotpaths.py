@@ -93,7 +93,9 @@ def sparse_format(ds, dim: int = 64) -> dict:
     coo = csr.to_sparse_coo().coalesce()
     x = torch.randn(ds.n_users + ds.n_items, dim)
     return {"hot path": "adjacency @ embeddings (one layer)", "before": "COO", "before s": _time(lambda: torch.sparse.mm(coo, x), 10),
-            "after": "CSR", "after s": _time(lambda: torch.sparse.mm(csr, x), 10)}
+            "middle": "CSR, torch.sparse.mm", "middle s": _time(lambda: torch.sparse.mm(csr, x), 10),
+            "after": "CSR, addmm into an uninitialised output (graph.sparse_mm)",
+            "after s": _time(lambda: graph.sparse_mm(csr, x), 10)}
 
 
 def evaluation(ds, dim: int = 64) -> dict:

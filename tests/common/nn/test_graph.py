@@ -46,6 +46,47 @@ def test_lightgcn_zero_layers_is_identity_and_layers_average():
     torch.testing.assert_close(u1[0], (u[0] + i[1]) / 2)
 
 
+def test_sparse_mm_gives_bitwise_the_values_of_torch_sparse_mm():
+    a = graph.to_torch_csr(sp.random(300, 200, density=0.05, random_state=2, dtype=np.float32))
+    x = torch.randn(200, 24)
+    assert torch.equal(graph.sparse_mm(a, x), torch.sparse.mm(a, x))
+    assert torch.equal(graph.sparse_mm(a, x[:, ::2]), torch.sparse.mm(a, x[:, ::2]))     # strided columns
+    coo = a.to_sparse_coo()
+    torch.testing.assert_close(graph.sparse_mm(coo, x), torch.sparse.mm(a, x))
+
+
+@pytest.mark.parametrize("n_layers", [0, 1, 3])
+@pytest.mark.parametrize("used", ["both", "users", "items"])
+def test_lightgcn_node_equals_the_unrolled_autograd_graph_bitwise(n_layers, used):
+    """The one-node LightGCN gives the values and gradients autograd gives through the unrolled layers,
+    also when only the user or only the item outputs reach the loss, and with a given transpose."""
+    rng = np.random.default_rng(0)
+    adj_sp = graph.sym_norm_bipartite(rng.integers(0, 50, 400), rng.integers(0, 30, 400), 50, 30)
+    adj = graph.to_torch_csr(adj_sp)
+    rw = graph.rw_norm(adj_sp + sp.eye(80))
+    for a, a_t in ((adj, None), (graph.to_torch_csr(rw), graph.to_torch_csr(rw.T))):
+        w_u, w_i = torch.randn(50, 8), torch.randn(30, 8)
+        results = []
+        for fast in (True, False):
+            u = torch.randn(50, 8, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+            i = torch.randn(30, 8, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
+            if fast:
+                out_u, out_i = graph.lightgcn(a, u, i, n_layers, adj_t=a_t)
+            else:
+                x = total = torch.cat([u, i])
+                for _ in range(n_layers):
+                    x = graph.spmm(a, x, a if a_t is None else a_t)      # one autograd node per layer
+                    total = total + x
+                out = total / (n_layers + 1)
+                out_u, out_i = out[:50], out[50:]
+            loss = {"both": (out_u * w_u).sum() + (out_i * w_i).sum(), "users": (out_u * w_u).sum(),
+                    "items": (out_i * w_i).sum()}[used]
+            loss.backward()
+            results.append((out_u.detach(), out_i.detach(), u.grad, i.grad))
+        for fast, slow in zip(*results):
+            assert torch.equal(fast, slow)
+
+
 def test_knn_graph_keeps_k_per_row_and_batches_agree():
     torch.manual_seed(0)
     f = torch.randn(50, 8)
