@@ -265,6 +265,7 @@ class MoToRec(GeneralRecommender):
         zero_untrained_id: bool = True     # items without train interactions get no ID channel, as new items
         feature_residual: Literal["off", "linear", "mlp"] = "linear"   # content channel = tokens + f(x), f zero at init
         residual_max_dim: int = 512        # f reads at most this many principal components of x (0: all)
+        knn_k: int = 0                     # ID channel items += S_knn (ID rows) on the features' k-NN graph (0: off)
 
         def __post_init__(self):
             if self.score_scale < 0:
@@ -275,6 +276,8 @@ class MoToRec(GeneralRecommender):
                 raise ValueError(f"sparsity_rho must lie in (0, 1), got {self.sparsity_rho}")
             if not 0 <= self.fusion_alpha <= 1 or not 0 <= self.cl_dropout < 1:
                 raise ValueError("fusion_alpha must lie in [0, 1] and cl_dropout in [0, 1)")
+            if self.knn_k < 0:
+                raise ValueError(f"knn_k must be >= 0 (0 = no item-item graph), got {self.knn_k}")
             if self.residual_max_dim < 0:
                 raise ValueError(f"residual_max_dim must be >= 0 (0 = every feature dimension), got {self.residual_max_dim}")
             if self.tokenizer_epochs < -1:
@@ -324,6 +327,12 @@ class MoToRec(GeneralRecommender):
         # collaborative ID channel; users have one embedding per channel
         self.n_channels = 1 + len(self.modalities)
         self.item_id = self.item_representation(dataset, d)
+        # optional item-item graph on the ID channel (ours): the mean over modalities of each one's
+        # sym-normalised top-k cosine kNN graph of the raw features (FREEDOM's frozen graph)
+        self.item_graph = self.item_graph_t = None
+        if cfg.knn_k > 0:
+            s = sum(self.modality_knn_graph(dataset, m, cfg.knn_k) for m in self.modalities) / len(self.modalities)
+            self.item_graph, self.item_graph_t = graph.to_torch_csr(s, self.device), graph.to_torch_csr(s.T, self.device)
         self.user_emb = nn.Embedding(self.n_users, self.n_channels * d)
         nn.init.xavier_uniform_(self.user_emb.weight)
         alpha = {"hybrid": cfg.fusion_alpha, "concat": 1.0, "attention": 0.0}[cfg.fusion]
@@ -437,8 +446,15 @@ class MoToRec(GeneralRecommender):
     def channels(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The three channels, propagated together in one sparse product over their concatenated
         columns: users (U, C*d) and items (I, C*d), C = 1 + #modalities."""
-        item_0 = torch.cat([self.item_id(), *(self.content_input(m) for m in self.modalities)], 1)
-        return graph.lightgcn(self.adj_sym, self.user_emb.weight, item_0, self.p.n_layers)
+        ids = self.item_id()
+        item_0 = torch.cat([ids, *(self.content_input(m) for m in self.modalities)], 1)
+        users, items = graph.lightgcn(self.adj_sym, self.user_emb.weight, item_0, self.p.n_layers)
+        if self.item_graph is None:
+            return users, items
+        # ID channel items += S (ID rows), untrained items' rows left out (they have no ID channel)
+        d = ids.shape[1]
+        neighbours = graph.spmm(self.item_graph, ids * self.id_weight[:, None], self.item_graph_t)
+        return users, torch.cat([items[:, :d] + neighbours, items[:, d:]], 1)
 
     def degree_feature(self, degree: torch.Tensor) -> torch.Tensor:
         """log(1 + d_i) of the degree term; ``floor``: cold items (d < tau) all count as degree tau."""

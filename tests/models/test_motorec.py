@@ -243,6 +243,32 @@ def test_wide_features_reach_the_residual_through_their_principal_components():
         small_config(residual_max_dim=-1)
 
 
+def test_knn_k_adds_the_feature_neighbours_id_rows_to_the_id_channel_only():
+    """``knn_k``: the ID channel's items gain S (ID rows) on the features' kNN graph (mean over modalities,
+    untrained items' rows left out); the content channels and the users do not change."""
+    ds = checkerboard(n_users=40, n_items=32, per_user=8, seed=3)
+    torch.manual_seed(0)
+    plain = build_model(small_config(seed=0), ds)
+    torch.manual_seed(0)
+    model = build_model(small_config(knn_k=3, seed=0), ds)
+    assert plain.item_graph is None and model.item_graph.shape == (32, 32)
+    model.load_state_dict(plain.state_dict())
+    for m in (plain, model):
+        torch.manual_seed(1)
+        m.pre_epoch(0)                        # the same tokenizer pass and codes for both
+    with torch.no_grad():
+        users, items = model.channels()
+        users0, items0 = plain.channels()
+        d = model.embedding_size
+        s = sum(model.modality_knn_graph(ds, m, 3).toarray() for m in model.modalities) / 2
+        expected = items0[:, :d] + torch.from_numpy(s).float() @ (model.item_id() * model.id_weight[:, None])
+    assert torch.equal(users, users0) and torch.equal(items[:, d:], items0[:, d:])
+    torch.testing.assert_close(items[:, :d], expected)
+    assert not torch.allclose(items[:, :d], items0[:, :d])
+    with pytest.raises(ValueError, match="knn_k"):
+        small_config(knn_k=-1)
+
+
 @pytest.mark.parametrize("form", ["linear", "mlp"])
 def test_feature_residual_starts_as_the_token_sum_and_learns(form):
     """``feature_residual`` adds f(x) to each content channel: f starts at zero (the paper's token sum
