@@ -1,5 +1,5 @@
 """``python main.py ablation -d <dataset>``: the MoToRec ablation table (full, w/o RQ-VAE, w/o ARA,
-w/o Sparsity, w/o CL, w/o HF, and w/o FR: our feature residual off), each variant trained from the
+w/o Sparsity, w/o CL, w/o HF, w/o FR: our feature residual off, and w/o IG: our item-item graph off), each variant trained from the
 full model's best grid point with three seeds (``--set seed=...`` to change them) and reported as
 mean ± sample std over the seeds, with each variant's paired difference from the full model
 (per-user test values averaged over the seeds, paired t-test over the test users, Holm-corrected
@@ -31,6 +31,7 @@ VARIANTS = {
     "MoToRec w/o CL": {"use_cl": False},
     "MoToRec w/o HF": {"fusion": "concat"},   # hybrid fusion replaced by the concat-projection alone
     "MoToRec w/o FR": {"feature_residual": "off"},   # ours: the paper's token sum alone, no feature residual
+    "MoToRec w/o IG": {"knn_k": 0},   # ours: no item-item (feature kNN) graph on the ID channel
 }
 
 

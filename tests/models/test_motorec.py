@@ -248,7 +248,7 @@ def test_knn_k_adds_the_feature_neighbours_id_rows_to_the_id_channel_only():
     untrained items' rows left out); the content channels and the users do not change."""
     ds = checkerboard(n_users=40, n_items=32, per_user=8, seed=3)
     torch.manual_seed(0)
-    plain = build_model(small_config(seed=0), ds)
+    plain = build_model(small_config(knn_k=0, seed=0), ds)
     torch.manual_seed(0)
     model = build_model(small_config(knn_k=3, seed=0), ds)
     assert plain.item_graph is None and model.item_graph.shape == (32, 32)
