@@ -121,7 +121,9 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
 - Item-item graph on the ID channel (``knn_k``), ours, default 10: after the propagation each item's
   collaborative vector adds S (ID rows), S the mean over modalities of the sym-normalised top-k
   cosine kNN graph of the raw features (FREEDOM's frozen item-item graph, LATTICE/FREEDOM's k = 10),
-  untrained items' rows left out (they have no ID channel; new items still equal them). A cold
+  untrained items' rows left out. Items without train interactions (and new items, whose row of S
+  comes from their k most similar catalogue items, :meth:`neighbour_ids`) get S's part alone as
+  their ID channel, so a catalogue item never trained is still scored as a new item. A cold
   item's ID row has met few positives; its content neighbours' rows carry what the warm ones
   learned. (Smoothing the *content* channels this way did nothing, above: the shared tokens already
   carry the content neighbourhood; the ID channel has no such sharing.) Measured at each dataset's
@@ -464,10 +466,21 @@ class MoToRec(GeneralRecommender):
         users, items = graph.lightgcn(self.adj_sym, self.user_emb.weight, item_0, self.p.n_layers)
         if self.item_graph is None:
             return users, items
-        # ID channel items += S (ID rows), untrained items' rows left out (they have no ID channel)
-        d = ids.shape[1]
-        neighbours = graph.spmm(self.item_graph, ids * self.id_weight[:, None], self.item_graph_t)
-        return users, torch.cat([items[:, :d] + neighbours, items[:, d:]], 1)
+        # ID channel = own (untrained items: none) + S (ID rows), untrained items' rows left out
+        d, w = ids.shape[1], self.id_weight[:, None]
+        collab = items[:, :d] * w + graph.spmm(self.item_graph, ids * w, self.item_graph_t)
+        return users, torch.cat([collab, items[:, d:]], 1)
+
+    def neighbour_ids(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The item-item graph's part of new items' ID channel: per modality the mean ID row of their
+        k most cosine-similar catalogue items (a row of S_m: every kNN row holds k entries, so the
+        sym-normalised weights are all 1/k), untrained items' rows left out; mean over modalities."""
+        w_ids = self.item_id() * self.id_weight[:, None]
+        total = 0
+        for m in self.modalities:
+            _, idx = graph.cosine_topk(features[m], self.p.knn_k, reference=getattr(self, f"feat_{m}"))
+            total = total + w_ids[idx].mean(1)
+        return total / len(self.modalities)
 
     def degree_feature(self, degree: torch.Tensor) -> torch.Tensor:
         """log(1 + d_i) of the degree term; ``floor``: cold items (d < tau) all count as degree tau."""
@@ -480,7 +493,8 @@ class MoToRec(GeneralRecommender):
         """Fused users and items; with ``degree_bias``: ``bias`` adds a column b (users) and
         log(1 + d_i) (items), ``scale`` multiplies each item by (1 + d_i)^b."""
         u = self.fusion(users)
-        i = self.fusion(items, self.id_weight if item_ids is None else self.id_weight[item_ids])
+        weight = None if self.item_graph is not None else self.id_weight if item_ids is None else self.id_weight[item_ids]
+        i = self.fusion(items, weight)       # with the item graph, untrained items' ID channel is S's part alone
         if self.log_temperature is not None:     # s = t <u, i>: on the user side, so new items need no t
             u = u * self.log_temperature.exp()
         if self.degree_coef is None:
@@ -546,7 +560,8 @@ class MoToRec(GeneralRecommender):
     @torch.no_grad()
     def new_item_vectors(self, features: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Codes per modality (n_new, N_q) and score vectors (n_new, d [+1]) of items unseen in training,
-        from their raw features alone: no ID (zero collaborative vector), no edges (layer mean of an
+        from their raw features alone: no ID (collaborative vector: with ``knn_k`` the item-item
+        graph's part, :meth:`neighbour_ids`; else zero), no edges (content channels: layer mean of an
         isolated node = layer 0 / (L + 1)), degree 0. The codes come from the same tokenizer as the
         training items' codes."""
         missing = [m for m in self.modalities if m not in features]
@@ -559,8 +574,9 @@ class MoToRec(GeneralRecommender):
             if self.p.use_rqvae:
                 codes[m] = tok.encode(f)
             content.append(self.content_input(m, codes.get(m), f))
-        x0 = torch.cat([torch.zeros(n, self.embedding_size, device=self.device), *content], 1)
-        vectors = self.fusion(x0 / (self.p.n_layers + 1))
+        collab = torch.zeros(n, self.embedding_size, device=self.device) if self.item_graph is None else \
+            self.neighbour_ids({m: f.to(self.device, torch.float32) for m, f in features.items()})
+        vectors = self.fusion(torch.cat([collab, *(c / (self.p.n_layers + 1) for c in content)], 1))
         if self.degree_coef is not None and self.p.degree_form != "scale":   # degree 0 (floor: tau); scale: 1^b = 1
             vectors = torch.cat([vectors, self.degree_feature(vectors.new_zeros(n, 1))], 1)
         return codes, vectors

@@ -212,17 +212,19 @@ def hyperedge_embeddings(item_hyper: torch.Tensor, item_emb: torch.Tensor, n_lay
 
 # ----------------------------------------------------------------------------- kNN item graphs
 def cosine_topk(features: torch.Tensor, k: int, batch_size: int = 1024,
-                exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k cosine neighbours of every row, computed ``batch_size`` rows at a time.
+                exclude_self: bool = False, reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k cosine neighbours of every row among the rows of ``reference`` (default: ``features``
+    itself), computed ``batch_size`` rows at a time.
 
     Memory is bounded by batch_size x n (never n x n). Returns (values, indices), both (n, k).
     """
     x = torch.nn.functional.normalize(features.float(), dim=1)
-    n = x.shape[0]
+    ref = x if reference is None else torch.nn.functional.normalize(reference.float(), dim=1)
+    n = ref.shape[0]
     k = min(k, n - 1 if exclude_self else n)
     values, indices = [], []
-    for start in range(0, n, batch_size):
-        sim = x[start:start + batch_size] @ x.T
+    for start in range(0, x.shape[0], batch_size):
+        sim = x[start:start + batch_size] @ ref.T
         if exclude_self:
             rows = torch.arange(sim.shape[0], device=sim.device)
             sim[rows, rows + start] = -float("inf")
