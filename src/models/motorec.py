@@ -341,11 +341,12 @@ class MoToRec(GeneralRecommender):
         if cfg.feature_residual != "off" and cfg.use_rqvae:
             self.feature_proj = nn.ModuleDict()
             for m, tok in self.tokenizers.items():
-                x = tok.normalise(features[m])
-                basis = principal_basis(x, cfg.residual_max_dim) if 0 < cfg.residual_max_dim < x.shape[1] else None
+                width = features[m].shape[1]
+                basis = principal_basis(tok.normalise(features[m]), cfg.residual_max_dim) \
+                    if 0 < cfg.residual_max_dim < width else None
                 self.register_buffer(f"residual_basis_{m}", basis)    # persistent: a checkpoint keeps its basis
-                self.register_buffer(f"feat_std_{m}", x if basis is None else x @ basis, persistent=False)
-                self.feature_proj[m] = residual_map(x.shape[1] if basis is None else basis.shape[1],
+                self.register_buffer(f"feat_std_{m}", self.residual_input(m, features[m]), persistent=False)
+                self.feature_proj[m] = residual_map(width if basis is None else basis.shape[1],
                                                     cfg.hidden_dim, d, cfg.feature_residual)
         self.register_buffer("level_offset", torch.arange(cfg.num_levels) * cfg.codebook_size, persistent=False)
         # collaborative ID channel; users have one embedding per channel
