@@ -32,6 +32,7 @@ VARIANTS = {
     "MoToRec w/o HF": {"fusion": "concat"},   # hybrid fusion replaced by the concat-projection alone
     "MoToRec w/o FR": {"feature_residual": "off"},   # ours: the paper's token sum alone, no feature residual
     "MoToRec w/o IG": {"knn_k": 0},   # ours: no item-item (feature kNN) graph on the ID channel
+    "MoToRec w/o L0": {"item_content": "propagated"},   # ours: items' content channels at the layer mean, as printed
 }
 
 

@@ -346,3 +346,27 @@ def test_learned_temperature_multiplies_the_scores_and_learns():
         optimizer.step()
         model.parameters_changed()
     assert float(model.log_temperature.detach()) != before                     # the loss moves it
+
+
+def test_items_content_channels_are_their_own_layer_zero():
+    """``item_content: layer0``: in the channels every item's content columns are its own layer-0 input
+    (token sum + residual), so a trained item and a new item with its features have the same content
+    vectors; the users and the ID channel are propagated as with ``propagated``."""
+    ds = checkerboard(n_users=40, n_items=32, per_user=8, seed=3)
+    models = {}
+    for form in ("layer0", "propagated"):
+        torch.manual_seed(0)
+        models[form] = build_model(small_config(item_content=form, seed=0), ds)
+        torch.manual_seed(1)
+        models[form].pre_epoch(0)
+    models["layer0"].load_state_dict(models["propagated"].state_dict())
+    d = models["layer0"].embedding_size
+    with torch.no_grad():
+        (users, items), (users_p, items_p) = (models[f].channels() for f in ("layer0", "propagated"))
+        model = models["layer0"]
+        own = torch.cat([model.content_input(m) for m in model.modalities], 1)
+        new = torch.cat([model.content_input(m, model.tokenizers[m].encode(ds.features[m]), ds.features[m])
+                         for m in model.modalities], 1)
+    assert torch.equal(users, users_p) and torch.equal(items[:, :d], items_p[:, :d])
+    assert torch.equal(items[:, d:], own) and not torch.allclose(items_p[:, d:], own)
+    torch.testing.assert_close(new, own)
