@@ -170,8 +170,8 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   0.1404 / 0.0130 / 0.0017 (true), valid R@20 0.1928 -> 0.1957; on scientific itself (few such
   items) 0.1901 / 0.0180 either way.
 - One modality only: the fusion runs on the single content channel. New items (no ID, no edges) get a
-  zero collaborative vector (with ``knn_k``: the item-item graph's part) and content vectors x0 / (L + 1),
-  what LightGCN gives an isolated node.
+  zero collaborative vector (with ``knn_k``: the item-item graph's part) and content vectors x0, as
+  every item (``propagated``: x0 / (L + 1), what LightGCN gives an isolated node).
 - Ablations: ``use_rqvae: false`` feeds the encoder output z_e (trained by BPR) to the content
   channels, with no quantiser, decoder or L_rq; ``use_ara``/``use_sparsity``/``use_cl`` drop their
   part; ``fusion: concat|attention`` sets alpha 1|0; ``feature_residual: off``, ``knn_k: 0`` and ``item_content: propagated`` remove ours.

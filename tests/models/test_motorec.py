@@ -200,7 +200,7 @@ def test_new_items_are_scored_from_features_alone():
 def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zero_untrained_id, feature_residual, max_dim):
     """An item in the catalogue but never in training has an ID row that only ever met the loss as a
     sampled negative; with ``zero_untrained_id`` it has no ID channel and gets exactly the vector a
-    brand-new item with its features gets (same codes, x0 / (L + 1), degree floor)."""
+    brand-new item with its features gets (same codes, content x0, degree floor)."""
     full = checkerboard(n_users=40, n_items=32, per_user=8, seed=3)
     untrained = np.array([30, 31])
     frame = pd.concat([pd.DataFrame({"userID": part.users, "itemID": part.items, "x_label": label})
