@@ -227,8 +227,7 @@ def code_churn(before: torch.Tensor, after: torch.Tensor) -> float:
 class HybridFusion(nn.Module):
     """e_c = alpha * W [c_1; ...; c_M] + (1 - alpha) * sum_m a_m c_m with a = softmax_m(q^T tanh(W_a c_m));
     then the gated residual e = e_c + sigmoid(W_g [e_c; id]) * id. Input rows are [id | c_1 | ... | c_M];
-    each channel is L2-normalised first (the ID channel then multiplied by ``collab_weight`` per row,
-    if given), and e is rescaled to norm ``scale`` (if > 0)."""
+    each channel is L2-normalised first and e is rescaled to norm ``scale`` (if > 0)."""
 
     def __init__(self, dim: int, n_modalities: int, alpha: float, scale: float):
         super().__init__()
@@ -237,11 +236,9 @@ class HybridFusion(nn.Module):
         self.attn = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False)) if alpha < 1 else None
         self.gate = nn.Linear(2 * dim, dim)
 
-    def forward(self, x: torch.Tensor, collab_weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.normalize(x.reshape(x.shape[0], -1, self.dim), dim=2).reshape(x.shape[0], -1)
         collab, content = x[:, :self.dim], x[:, self.dim:]
-        if collab_weight is not None:                     # per-row weight of the (normalised) ID channel
-            collab = collab * collab_weight[:, None]
         fused = 0
         if self.concat is not None:
             fused = self.alpha * self.concat(content)
@@ -500,11 +497,10 @@ class MoToRec(GeneralRecommender):
         d = ids.shape[1]
         # items' content channels: their own layer 0 (a new item's too), or the layer mean as printed
         content = item_0[:, d:] if self.p.item_content == "layer0" else items[:, d:]
-        collab = items[:, :d]
-        if self.item_graph is not None:
-            # ID channel = own (untrained items: none) + S (ID rows), untrained items' rows left out
-            w = self.id_weight[:, None]
-            collab = collab * w + graph.spmm(self.item_graph, ids * w, self.item_graph_t)
+        w = self.id_weight[:, None]
+        collab = items[:, :d] * w          # untrained items (``zero_untrained_id``): no own ID channel
+        if self.item_graph is not None:    # + S (ID rows), untrained items' rows left out
+            collab = collab + graph.spmm(self.item_graph, ids * w, self.item_graph_t)
         return users, torch.cat([collab, content], 1)
 
     def neighbour_ids(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -529,8 +525,7 @@ class MoToRec(GeneralRecommender):
         """Fused users and items; with ``degree_bias``: ``bias`` adds a column b (users) and
         log(1 + d_i) (items), ``scale`` multiplies each item by (1 + d_i)^b."""
         u = self.fusion(users)
-        weight = None if self.item_graph is not None else self.id_weight if item_ids is None else self.id_weight[item_ids]
-        i = self.fusion(items, weight)       # with the item graph, untrained items' ID channel is S's part alone
+        i = self.fusion(items)
         if self.log_temperature is not None:     # s = t <u, i>: on the user side, so new items need no t
             u = u * self.log_temperature.exp()
         if self.degree_coef is None:
@@ -597,8 +592,9 @@ class MoToRec(GeneralRecommender):
     def new_item_vectors(self, features: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Codes per modality (n_new, N_q) and score vectors (n_new, d [+1]) of items unseen in training,
         from their raw features alone: no ID (collaborative vector: with ``knn_k`` the item-item
-        graph's part, :meth:`neighbour_ids`; else zero), no edges (content channels: layer mean of an
-        isolated node = layer 0 / (L + 1)), degree 0. The codes come from the same tokenizer as the
+        graph's part, :meth:`neighbour_ids`; else zero), no edges (content channels: layer 0, as every
+        item's with ``item_content: layer0``; the layer mean of an isolated node, layer 0 / (L + 1), with
+        ``propagated``), degree 0. The codes come from the same tokenizer as the
         training items' codes."""
         missing = [m for m in self.modalities if m not in features]
         if missing:
