@@ -320,6 +320,28 @@ def test_degree_term_adds_or_scales_by_the_items_degree(form):
         assert torch.allclose(new[:, -1], torch.full((2,), float(np.log1p(0 if form == "bias" else tau))))
 
 
+def test_degree_floor_sets_the_degree_below_which_items_count_alike():
+    """degree_floor k: every item (and a new one) below degree k gets the degree feature log(1 + k);
+    -1 is the cold threshold tau; the key at -1 leaves run ids of runs from before it unchanged."""
+    from src.common.config import Config
+    ds = checkerboard()
+    degree = torch.as_tensor(ds.item_degree, dtype=torch.float32)
+    tau = small_config().cold_threshold
+    for floor in (-1, 2, int(degree.max()) + 1):
+        model = build_model(small_config(degree_bias=True, degree_form="floor", degree_floor=floor, seed=0), ds)
+        k = tau if floor < 0 else floor
+        assert torch.allclose(model.log_degree, torch.log1p(degree.clamp_min(k)))
+        _, new = model.new_item_vectors({m: torch.as_tensor(f[:2]) for m, f in ds.features.items()})
+        assert torch.allclose(new[:, -1], torch.full((2,), float(np.log1p(k))))
+    top = build_model(small_config(degree_bias=True, degree_form="floor", degree_floor=int(degree.max()) + 1), ds)
+    assert top.log_degree.unique().numel() == 1              # above every degree: no popularity left
+    with pytest.raises(ValueError, match="degree_floor"):
+        build_model(small_config(degree_floor=-2), ds)
+    cfg = small_config(degree_bias=True)
+    assert Config({k: v for k, v in cfg.to_dict().items() if k != "degree_floor"}).identity() == cfg.identity()
+    assert cfg.replace(degree_floor=20).identity() != cfg.identity()
+
+
 def test_learned_temperature_multiplies_the_scores_and_learns():
     """learn_score_scale: s = t <u, i> with t = exp(log t), 1 at the start (the fixed model's scores),
     trained by the loss; new items' vectors do not depend on t (it sits on the user side)."""
