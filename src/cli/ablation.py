@@ -70,6 +70,8 @@ def base_point(dataset, overrides: dict) -> dict:
 #: table column -> metric: the mean ± std columns, and the ones tested against the full model
 COLUMNS = {"R@20": "recall@20", "N@20": "ndcg@20", "cold R@20": "cold/recall@20", "cold N@20": "cold/ndcg@20"}
 TESTED = {"R@20": "recall@20", "cold N@20": "cold/ndcg@20"}
+#: added (shown and tested) when a variant hits items never seen in training, e.g. on a strict cold-start variant
+ZERO = {"zero N@20": "zero/ndcg@20"}
 FULL = "MoToRec"
 
 
@@ -82,15 +84,23 @@ def mean_std(values: list[float]) -> str:
     return f"{s.mean:.4f}" + (f" ± {s.std:.4f}" if s.n > 1 else "")
 
 
-def versus_full(per_user: dict[str, list | None], alpha: float = ALPHA) -> dict[str, dict[str, str]]:
+def table_columns(runs_of: dict[str, list | None]) -> tuple[dict[str, str], dict[str, str]]:
+    """The shown and the tested columns (column -> metric): ``ZERO`` joins both when some variant's
+    run ranked an item never seen in training into a top 20 (test zero/ndcg@20 > 0)."""
+    zero = any(r["test"].get(key, 0) > 0 for runs in runs_of.values() for r in runs or [] for key in ZERO.values())
+    return ({**COLUMNS, **ZERO}, {**TESTED, **ZERO}) if zero else (COLUMNS, TESTED)
+
+
+def versus_full(per_user: dict[str, list | None], alpha: float = ALPHA,
+                tested: dict[str, str] = TESTED) -> dict[str, dict[str, str]]:
     """Per variant (not the full model) and tested column: 'Δ (p)' = variant - full of the seed-averaged
     per-user metric, p of the paired t-test Holm-adjusted over the variants, '*' when p < alpha.
-    ``per_user``: variant -> its runs' per-user files (None when missing)."""
+    ``per_user``: variant -> its runs' per-user files (None when missing); ``tested``: column -> metric."""
     full = per_user.get(FULL)
     out: dict[str, dict[str, str]] = {name: {} for name in per_user if name != FULL}
     if not full:
         return out
-    for column, key in TESTED.items():
+    for column, key in tested.items():
         base = seed_averaged(full, key)
         tests = {}
         for name in out:
@@ -119,28 +129,33 @@ def run(args) -> int:
     dataset = load_dataset(first)
     base = {**base_point(dataset, overrides), **overrides}
     base.setdefault("seed", SEEDS)
-    rows, per_user = [], {}
+    runs_of, per_user = {}, {}
     store = ResultsStore(first.results_dir, dataset.name)
     for name in names:
         space = resolve("MoToRec", args.dataset, {**base, **VARIANTS[name], "label": name})
         summary = run_search(space, dataset)
-        if not summary.best:
+        runs_of[name] = summary.best
+        if summary.best:
+            per_user[name] = store.per_user(summary.best)
+    columns, tested_columns = table_columns(runs_of)
+    zero = set(ZERO) <= set(columns)
+    rows = []
+    for name, runs in runs_of.items():
+        if not runs:
             rows.append({"variant": name})
             continue
-        runs = summary.best
-        per_user[name] = store.per_user(runs)
         row = {"variant": name, "seeds": len(runs)}
-        for column, key in COLUMNS.items():
+        for column, key in columns.items():
             values = [r["test"].get(key) for r in runs]
             row[column] = mean_std([v for v in values if v is not None])
         row["best epoch"] = f"{np.mean([r['best_epoch'] for r in runs]):.0f}"
         row["s/epoch"] = f"{np.mean([r['seconds_per_epoch'] for r in runs]):.2f}"
         rows.append(row)
-    tested = versus_full(per_user)
+    tested = versus_full(per_user, tested=tested_columns)
     for row in rows:
         row.update(tested.get(row["variant"], {}))
     print(f"\n## MoToRec ablation on {args.dataset} (test split, mean ± std over seeds {base['seed']}; cold = items with < "
-          f"{space.first().cold_threshold} train interactions; base: "
+          f"{space.first().cold_threshold} train interactions{'; zero = items without any' if zero else ''}; base: "
           f"{', '.join(f'{k}={v}' for k, v in base.items() if k in space.grid) or 'YAML'})\n")
     print(markdown_table(pd.DataFrame(rows)))
     if FULL in names and len(names) > 1:

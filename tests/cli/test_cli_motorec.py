@@ -54,3 +54,13 @@ def test_ablation_marks_a_variant_only_when_it_differs_from_the_full_model():
     assert out["worse"]["ΔR@20 (p)"].startswith("-0.05") and out["worse"]["ΔR@20 (p)"].endswith("*")
     assert out["missing"] == {}                                          # no per-user file: not tested
     assert versus_full({"MoToRec": None, "worse": runs(base)}) == {"worse": {}}
+
+
+def test_ablation_shows_and_tests_zero_shot_columns_only_where_never_trained_items_were_hit():
+    from src.cli.ablation import COLUMNS, TESTED, ZERO, table_columns
+    warm = [{"test": {"recall@20": 0.2, "zero/ndcg@20": 0.0}}]
+    cold = [{"test": {"recall@20": 0.1, "zero/ndcg@20": 0.03}}]
+    assert table_columns({"MoToRec": warm, "w/o CL": None}) == (COLUMNS, TESTED)
+    shown, tested = table_columns({"MoToRec": warm, "w/o CL": cold})
+    assert shown == {**COLUMNS, **ZERO} and tested == {**TESTED, **ZERO}
+    assert table_columns({"MoToRec": [{"test": {"recall@20": 0.2}}]}) == (COLUMNS, TESTED)   # older runs
