@@ -322,24 +322,39 @@ def test_degree_term_adds_or_scales_by_the_items_degree(form):
 
 def test_degree_floor_sets_the_degree_below_which_items_count_alike():
     """degree_floor k: every item (and a new one) below degree k gets the degree feature log(1 + k);
-    -1 is the cold threshold tau; the key at -1 leaves run ids of runs from before it unchanged."""
+    -1 takes it from degree_floor_rule: the cold threshold tau, or max(tau, the interaction-weighted
+    median degree); runs from before the keys (rule threshold) keep their run ids."""
     from src.common.config import Config
+    from src.models.motorec import half_interaction_degree
     ds = checkerboard()
     degree = torch.as_tensor(ds.item_degree, dtype=torch.float32)
     tau = small_config().cold_threshold
-    for floor in (-1, 2, int(degree.max()) + 1):
-        model = build_model(small_config(degree_bias=True, degree_form="floor", degree_floor=floor, seed=0), ds)
-        k = tau if floor < 0 else floor
+    half = half_interaction_degree(ds.item_degree)
+    for floor, rule, k in ((-1, "threshold", tau), (-1, "interactions", max(tau, half)), (2, "interactions", 2),
+                           (int(degree.max()) + 1, "threshold", int(degree.max()) + 1)):
+        model = build_model(small_config(degree_bias=True, degree_form="floor", degree_floor=floor,
+                                         degree_floor_rule=rule, seed=0), ds)
+        assert model.degree_floor == k
         assert torch.allclose(model.log_degree, torch.log1p(degree.clamp_min(k)))
         _, new = model.new_item_vectors({m: torch.as_tensor(f[:2]) for m, f in ds.features.items()})
         assert torch.allclose(new[:, -1], torch.full((2,), float(np.log1p(k))))
-    top = build_model(small_config(degree_bias=True, degree_form="floor", degree_floor=int(degree.max()) + 1), ds)
-    assert top.log_degree.unique().numel() == 1              # above every degree: no popularity left
+    assert model.log_degree.unique().numel() == 1              # above every degree: no popularity left
     with pytest.raises(ValueError, match="degree_floor"):
         build_model(small_config(degree_floor=-2), ds)
-    cfg = small_config(degree_bias=True)
-    assert Config({k: v for k, v in cfg.to_dict().items() if k != "degree_floor"}).identity() == cfg.identity()
+    cfg = small_config(degree_bias=True, degree_floor_rule="threshold")
+    old = Config({k: v for k, v in cfg.to_dict().items() if k not in ("degree_floor", "degree_floor_rule")})
+    assert old.identity() == cfg.identity()
     assert cfg.replace(degree_floor=20).identity() != cfg.identity()
+    assert cfg.replace(degree_floor_rule="interactions").identity() != cfg.identity()
+
+
+def test_half_interaction_degree_is_the_interaction_weighted_median():
+    from src.models.motorec import half_interaction_degree
+    assert half_interaction_degree(np.array([1, 1, 1, 1, 10])) == 10     # the one item holds 10 of 14
+    assert half_interaction_degree(np.array([5, 1, 2, 2])) == 2          # degree <= 2: 5 of 10, half
+    assert half_interaction_degree(np.array([6, 1, 2, 2])) == 6          # degree <= 2: 5 of 11, less
+    assert half_interaction_degree(np.array([3, 3, 3])) == 3
+    assert half_interaction_degree(np.array([0, 0])) == 0                # no interactions
 
 
 def test_learned_temperature_multiplies_the_scores_and_learns():
