@@ -210,13 +210,13 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   channels, with no quantiser, decoder or L_rq; ``use_ara``/``use_sparsity``/``use_cl`` drop their
   part; ``fusion: concat|attention`` sets alpha 1|0; ``feature_residual: off``, ``knn_k: 0`` and ``item_content: propagated`` remove ours.
   Measured (3 seeds, paired over users, Holm-corrected over the variants; tables in the README):
-  scientific, current defaults (R@20 0.1969, cold N@20 0.0193; Holm over 9 variants): ARA (cold
+  scientific, defaults before the floor rule (R@20 0.1969, cold N@20 0.0193; Holm over 9 variants): ARA (cold
   N@20 -> 0.0166 without it, p = 0.004) and CL (-> 0.0169, p = 0.011) help cold items; RQ-VAE (R@20
   -> 0.1922, p = 0.34), sparsity and the hybrid fusion make no significant difference; nor do ours
   here: without the feature residual R@20 -> 0.1911 (p = 0.21), without the item-item graph 0.1924
   (p = 0.36), without layer-0 item content 0.1962 (p = 1; its gain is on strict cold start, above).
   (At the previous default, propagated item content, w/o FR cost R@20 0.0072, p = 0.07, and raised
-  cold N@20 to 0.0220, p = 0.048.) Sports, current defaults (R@20 0.0489, cold N@20 0.0024): ARA
+  cold N@20 to 0.0220, p = 0.048.) Sports, likewise (R@20 0.0489, cold N@20 0.0024): ARA
   (cold N@20 -> 0.0021, p < 1e-4), CL (R@20 -> 0.0464, p < 1e-4) and the item-item graph (R@20 ->
   0.0476, p = 0.004; cold -> 0.0020, p < 1e-4) help; the feature residual adds R@20 (-> 0.0476 without
   it, p = 0.052); layer-0 item content cold N@20 -0.0001 without it (p = 0.02); sparsity and hybrid
