@@ -57,7 +57,8 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   test R@20 / N@20 / cold N@20): bias 0.1868 / 0.0858 / 0.0170; scale 0.1719 / 0.0805 / 0.0215; no
   degree term 0.1644 / 0.0759 / 0.0309 (every difference to bias p < 1e-4, paired over users). The
   degree term trades overall for cold accuracy and valid Recall@20 picks bias; neither form removes
-  the trade-off. ``floor``: s += b * log(1 + max(d_i, tau)), tau = ``cold_threshold``: popularity
+  the trade-off. ``floor``: s += b * log(1 + max(d_i, tau)), tau = ``cold_threshold`` (measured here;
+  since then tau comes from ``degree_floor_rule``, below): popularity
   still orders the warm items, but every cold item (and a new one) counts as degree tau, so the term
   no longer pushes cold items below the warm ones for being cold. Same config, 3 seeds, paired over
   users (floor - bias): R@20 0.1891 vs 0.1868 (+0.0023 [-0.0015, +0.0061], p = 0.24), cold N@20
@@ -572,8 +573,8 @@ class MoToRec(GeneralRecommender):
         return total / len(self.modalities)
 
     def degree_feature(self, degree: torch.Tensor) -> torch.Tensor:
-        """log(1 + d_i) of the degree term; ``floor``: items below tau (``degree_floor``, by default the
-        cold threshold) all count as degree tau."""
+        """log(1 + d_i) of the degree term; ``floor``: items below tau all count as degree tau (tau:
+        ``degree_floor``, or by ``degree_floor_rule`` max(cold threshold, interaction-weighted median degree))."""
         degree = degree.float()
         if self.p.degree_form == "floor":
             degree = degree.clamp_min(self.degree_floor)
