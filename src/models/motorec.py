@@ -391,9 +391,13 @@ class MoToRec(GeneralRecommender):
         # ARA weights from train degrees (all ones when switched off); log(1 + d) for the degree bias
         w = rarity_weights(dataset.item_degree, config.cold_threshold, cfg.ara_form)
         self.register_buffer("ara_weight", w if cfg.use_ara else torch.ones_like(w), persistent=False)
-        self.cold_threshold = config.cold_threshold
-        self.degree_floor = cfg.degree_floor if cfg.degree_floor >= 0 else config.cold_threshold if \
-            cfg.degree_floor_rule == "threshold" else max(config.cold_threshold, half_interaction_degree(dataset.item_degree))
+        # tau of the floor form: set, or the cold threshold, or at least the interaction-weighted median degree
+        if cfg.degree_floor >= 0:
+            self.degree_floor = cfg.degree_floor
+        elif cfg.degree_floor_rule == "threshold":
+            self.degree_floor = config.cold_threshold
+        else:
+            self.degree_floor = max(config.cold_threshold, half_interaction_degree(dataset.item_degree))
         self.register_buffer("log_degree", self.degree_feature(torch.as_tensor(dataset.item_degree)),
                              persistent=False)
         trained = torch.as_tensor(dataset.item_degree) > 0
