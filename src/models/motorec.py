@@ -388,6 +388,7 @@ class MoToRec(GeneralRecommender):
         self.p = cfg = self.Params(**{k: config[k] for k in self.Params.__dataclass_fields__})
         d = self.embedding_size
         self.adj_sym = self.user_item_adjacency(dataset)
+        self.adj_blocks = graph.bipartite_blocks(self.adj_sym, self.n_users)    # R, R^T of adj_sym
         # ARA weights from train degrees (all ones when switched off); log(1 + d) for the degree bias
         w = rarity_weights(dataset.item_degree, config.cold_threshold, cfg.ara_form)
         self.register_buffer("ara_weight", w if cfg.use_ara else torch.ones_like(w), persistent=False)
@@ -555,10 +556,15 @@ class MoToRec(GeneralRecommender):
         columns: users (U, C*d) and items (I, C*d), C = 1 + #modalities."""
         ids = self.item_id()
         item_0 = torch.cat([ids, *(self.content_input(m) for m in self.modalities)], 1)
-        users, items = graph.lightgcn(self.adj_sym, self.user_emb.weight, item_0, self.p.n_layers)
         d = ids.shape[1]
-        # items' content channels: their own layer 0 (a new item's too), or the layer mean as printed
-        content = item_0[:, d:] if self.p.item_content == "layer0" else items[:, d:]
+        # items' content channels: their own layer 0 (a new item's too), or the layer mean as printed;
+        # at layer 0 only the users' side of those columns is propagated (the same values, fewer products)
+        if self.p.item_content == "layer0":
+            users, items = graph.lightgcn_blocks(*self.adj_blocks, self.user_emb.weight, item_0, self.p.n_layers, d)
+            content = item_0[:, d:]
+        else:
+            users, items = graph.lightgcn(self.adj_sym, self.user_emb.weight, item_0, self.p.n_layers)
+            content = items[:, d:]
         w = self.id_weight[:, None]
         collab = items[:, :d] * w          # untrained items (``zero_untrained_id``): no own ID channel
         if self.item_graph is not None:    # + S (ID rows), untrained items' rows left out
@@ -607,18 +613,21 @@ class MoToRec(GeneralRecommender):
         if cfg.use_rqvae and not self.tokens_ready():
             self.initialise_tokens()
         users, items = self.channels()
-        # fuse each distinct user and item of the batch once (a batch repeats many of them)
+        # fuse each distinct user and item of the batch once (a batch repeats many of them); their
+        # rows are gathered once, InfoNCE's among them (one gather's backward over the whole table)
         user_ids, user_row = batch.users.unique(return_inverse=True)
         item_ids, item_row = torch.cat([batch.pos, batch.neg]).unique(return_inverse=True)
-        u, i = self.score_vectors(users[user_ids], items[item_ids], item_ids)
+        user_rows, item_rows = users[user_ids], items[item_ids]
+        u, i = self.score_vectors(user_rows, item_rows, item_ids)
         u, (pos, neg) = u[user_row], i[item_row].chunk(2)
         margin = F.softplus((u * neg).sum(1) - (u * pos).sum(1))
         w = self.ara_weight[batch.pos] if cfg.ara_bpr else torch.ones_like(margin)
         parts = {"bpr": (w * margin).sum() / w.sum()}
         if cfg.use_cl:  # on the first cl_batch_size (shuffled) triples: in-batch negatives are O(B^2)
             head = slice(0, cfg.cl_batch_size)
-            parts["cl"] = cfg.lambda_cl * (self.contrast(users[batch.users[head].unique()])
-                                           + self.contrast(items[batch.pos[head].unique()]))
+            cl_users = torch.searchsorted(user_ids, batch.users[head].unique())
+            cl_items = torch.searchsorted(item_ids, batch.pos[head].unique())
+            parts["cl"] = cfg.lambda_cl * (self.contrast(user_rows[cl_users]) + self.contrast(item_rows[cl_items]))
         return parts
 
     def contrast(self, rows: torch.Tensor) -> torch.Tensor:

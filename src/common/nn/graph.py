@@ -176,6 +176,85 @@ def lightgcn(adj_sym: torch.Tensor, user_emb: torch.Tensor, item_emb: torch.Tens
     return _layer_mean(adj_sym, n_layers, user_emb, item_emb)
 
 
+def bipartite_blocks(adj_sym: torch.Tensor, n_users: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The off-diagonal blocks R (U x I) and R^T (I x U) of a symmetric bipartite (U+I) x (U+I)
+    adjacency [[0, R], [R^T, 0]], as CSR on its device (for :func:`lightgcn_blocks`)."""
+    a = to_scipy(adj_sym)
+    return to_torch_csr(a[:n_users, n_users:], adj_sym.device), to_torch_csr(a[n_users:, :n_users], adj_sym.device)
+
+
+class _LightGCNBlocks(torch.autograd.Function):
+    """:func:`lightgcn_blocks` as one autograd node. With the graph's blocks a layer is two half
+    products, users' rows R I^(l) and items' rows R^T U^(l), so the columns whose item outputs are
+    not needed skip the products only those outputs depend on: forward 2L - 1 half products instead
+    of 2L, backward L instead of 2L (its item-side gradient is zero, so every other layer of the
+    backward recursion repeats the one before). Same summation order as :func:`lightgcn` on the
+    whole adjacency: the same values and gradients, bitwise when the column blocks are multiples of
+    64 (the CPU kernel's rounding can depend on the number of columns; a test checks both)."""
+
+    @staticmethod
+    def forward(ctx, r, r_t, n_layers: int, n_both: int, user_emb, item_emb):
+        ctx.r, ctx.r_t, ctx.n_layers, ctx.n_both, ctx.width = r, r_t, n_layers, n_both, user_emb.shape[1]
+        return _block_mean(r, r_t, n_layers, n_both, user_emb, item_emb)
+
+    @staticmethod
+    def backward(ctx, grad_users, grad_items):
+        r, r_t, n_layers, k = ctx.r, ctx.r_t, ctx.n_layers, ctx.n_both
+        n_users, n_items = r.shape
+        if grad_users is None:                        # one side unused
+            grad_users = grad_items.new_zeros(n_users, ctx.width)
+        if grad_items is None:
+            grad_items = grad_users.new_zeros(n_items, k)
+        # columns with both outputs: acc = h + Â acc, L times, in halves (h = g / (L + 1))
+        hu, hi = grad_users[:, :k] / (n_layers + 1), grad_items / (n_layers + 1)
+        au, ai = hu, hi
+        for _ in range(n_layers):
+            au, ai = hu + sparse_mm(r, ai.contiguous()), hi + sparse_mm(r_t, au.contiguous())
+        # users-only columns: h = [g_u / (L + 1); 0]; the item part of acc changes at odd layers only
+        # and the user part at even ones (acc_1 = [h_u; R^T h_u], acc_2 = [h_u + R R^T h_u; R^T h_u], ...)
+        hu2 = grad_users[:, k:] / (n_layers + 1)
+        bu, bi = hu2, None
+        for layer in range(1, n_layers + 1):
+            if layer % 2:
+                bi = sparse_mm(r_t, bu.contiguous())
+            else:
+                bu = hu2 + sparse_mm(r, bi)
+        if bi is None:
+            bi = hu2.new_zeros(n_items, hu2.shape[1])
+        return None, None, None, None, torch.cat([au, bu], 1), torch.cat([ai, bi], 1)
+
+
+def _block_mean(r, r_t, n_layers: int, k: int, user_emb, item_emb) -> tuple[torch.Tensor, torch.Tensor]:
+    # columns [:k]: LightGCN for users and items, layer by layer
+    u, i = user_emb[:, :k].contiguous(), item_emb[:, :k].contiguous()
+    total_u, total_i = u, i
+    for _ in range(n_layers):
+        u, i = sparse_mm(r, i), sparse_mm(r_t, u)
+        total_u, total_i = total_u + u, total_i + i
+    # columns [k:]: users only; user layer l + 1 = R (item layer l), item layer l + 1 = R^T (user layer l)
+    u2, i2 = user_emb[:, k:].contiguous(), item_emb[:, k:].contiguous()
+    total_u2 = u2
+    for layer in range(n_layers):
+        u2, i2 = sparse_mm(r, i2), (sparse_mm(r_t, u2) if layer < n_layers - 1 else None)
+        total_u2 = total_u2 + u2
+    return torch.cat([total_u, total_u2], 1) / (n_layers + 1), total_i / (n_layers + 1)
+
+
+def lightgcn_blocks(r: torch.Tensor, r_t: torch.Tensor, user_emb: torch.Tensor, item_emb: torch.Tensor,
+                    n_layers: int, n_both: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """LightGCN on a symmetric normalised bipartite adjacency given by its blocks R (U x I) and R^T
+    (:func:`bipartite_blocks`), where the items' outputs are needed for the first ``n_both`` columns
+    only: returns users (U, d) for every column and items (I, n_both). The values (and gradients)
+    are :func:`lightgcn`'s on the whole adjacency (see :class:`_LightGCNBlocks`); the columns past ``n_both`` cost
+    3 half products instead of 4 forward and 2 instead of 4 backward at L = 2 (e.g. MoToRec's content
+    channels, whose items are scored at layer 0 while users are propagated)."""
+    if not 0 <= n_both <= user_emb.shape[1] or user_emb.shape[1] != item_emb.shape[1]:
+        raise ValueError(f"n_both={n_both} must lie in [0, d] for d={user_emb.shape[1]} columns on both sides")
+    if (user_emb.requires_grad or item_emb.requires_grad) and torch.is_grad_enabled():
+        return _LightGCNBlocks.apply(r, r_t, n_layers, n_both, user_emb, item_emb)
+    return _block_mean(r, r_t, n_layers, n_both, user_emb, item_emb)
+
+
 def propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int, mean: bool = True,
               adj_t: torch.Tensor | None = None) -> torch.Tensor:
     """n_layers rounds of x <- A x on a square graph (e.g. an item–item kNN graph).

@@ -184,3 +184,38 @@ def test_hyperedge_embeddings_match_the_layer_by_layer_recursion():
     assert edges_1.shape == (3, 5)
     with pytest.raises(ValueError, match="n_layers"):
         graph.hyperedge_embeddings(item_hyper, x, 0)
+
+
+@pytest.mark.parametrize("n_layers", [0, 1, 2, 3])
+@pytest.mark.parametrize("width,n_both", [(8, 0), (8, 3), (8, 8), (192, 64)])
+def test_lightgcn_blocks_equals_lightgcn_on_the_whole_adjacency(n_layers, width, n_both):
+    """Users on every column and items on the first n_both: the values and gradients of lightgcn on
+    the (U+I) x (U+I) matrix, the skipped item outputs not reaching the loss. Bitwise at 64-column
+    blocks (MoToRec's channels); the CPU kernel's rounding can depend on the column count, so other
+    splits agree to float rounding."""
+    rng = np.random.default_rng(3)
+    adj = graph.to_torch_csr(graph.sym_norm_bipartite(rng.integers(0, 50, 400), rng.integers(0, 30, 400), 50, 30))
+    r, r_t = graph.bipartite_blocks(adj, 50)
+    assert r.shape == (50, 30) and r_t.shape == (30, 50)
+    w_u, w_i = torch.randn(50, width), torch.randn(30, n_both)
+    results = []
+    for blocks in (True, False):
+        u = torch.randn(50, width, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        i = torch.randn(30, width, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
+        if blocks:
+            out_u, out_i = graph.lightgcn_blocks(r, r_t, u, i, n_layers, n_both)
+        else:
+            out_u, out_i = graph.lightgcn(adj, u, i, n_layers)
+            out_i = out_i[:, :n_both]
+        assert out_i.shape == (30, n_both)
+        ((out_u * w_u).sum() + (out_i * w_i).sum()).backward()
+        results.append((out_u.detach(), out_i.detach(), u.grad, i.grad))
+    for fast, slow in zip(*results):
+        if width == 192:
+            assert torch.equal(fast, slow)
+        torch.testing.assert_close(fast, slow, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():    # the inference path: the same values as the training one
+        u = torch.randn(50, width, generator=torch.Generator().manual_seed(1))
+        i = torch.randn(30, width, generator=torch.Generator().manual_seed(2))
+        out_u, out_i = graph.lightgcn_blocks(r, r_t, u, i, n_layers, n_both)
+        assert torch.equal(out_u, results[0][0]) and torch.equal(out_i, results[0][1])
