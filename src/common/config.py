@@ -76,6 +76,7 @@ class RunConfig:
     topk: list[int] = field(default_factory=lambda: [10, 20, 50])
     cold_threshold: int = 10             # items with fewer train interactions are cold
     test_mask: Literal["train+valid", "train"] = DEFAULT_TEST_MASK  # items not ranked at test (train: MMRec's)
+    negatives: Literal["all", "trained"] = "all"   # BPR negatives from every item (MMRec's) | items with train interactions
     hyper_parameters: list[str] = field(default_factory=list)
     results_dir: str = "saved"           # relative to the repository root
     cache_dir: str = "cache"             # relative to the repository root
@@ -150,7 +151,7 @@ class SearchConfig:
 #: those runs keep their ids and group with new runs of the same config
 LATER_KEYS: dict[str, Any] = {"test_mask": DEFAULT_TEST_MASK, "degree_form": "bias", "motor_reg_weight": 0.0,
                               "learn_score_scale": False, "zero_untrained_id": False,
-                              "degree_floor": -1, "degree_floor_rule": "threshold"}   # degree_form: MoToRec's
+                              "degree_floor": -1, "degree_floor_rule": "threshold", "negatives": "all"}   # degree_form: MoToRec's
 
 
 def test_mask_of(config: Mapping[str, Any]) -> str:

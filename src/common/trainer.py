@@ -152,7 +152,8 @@ class Trainer:
                                         test_mask=config.test_mask)
         self.optimizer = adam(self.model.parameters(), config.learning_rate, config.weight_decay)
         self.sampler = BPRSampler(dataset.train.users, dataset.train.items, dataset.n_items,
-                                  config.train_batch_size, seed=config.seed, device=self.device)
+                                  config.train_batch_size, seed=config.seed, device=self.device,
+                                  negatives=config.negatives)
 
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int) -> dict[str, float]:

@@ -5,6 +5,11 @@ appears in training — all their interactions go to valid or test, as ``prepare
 does — and every other interaction keeps its user-wise chronological split. Item ids and feature
 rows are unchanged (the feature files are copied), so a model trained on the variant scores the
 held-out items from their features alone; the evaluator's ``zero/`` view reports them.
+
+The variant's dataset layer sets ``negatives: trained``: the held-out items are new at test time, so
+they are not drawn as BPR negatives either (with every item as a candidate negative, training shows
+them only as never-positive items, and every model learns to push them down: MoToRec's test
+zero-shot N@20 on sports' variant 0.0002 with ``all``, 0.0013 with ``trained``, one seed).
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ def cold_variant(config, share: float = 0.2, seed: int = 0, suffix: str = "_cold
         src = from_root(config.data_path) / name
     out_name = f"{name}{suffix}"
     out = src.parent / out_name
-    settings = {"source": name, "cold_item_share": share, "seed": seed}
+    settings = {"source": name, "cold_item_share": share, "seed": seed, "negatives": "trained"}
     marker = out / "variant.yaml"
     if marker.exists() and yaml.safe_load(marker.read_text()) == settings:
         return out_name
@@ -56,7 +61,7 @@ def cold_variant(config, share: float = 0.2, seed: int = 0, suffix: str = "_cold
         if (src / file).exists():
             shutil.copyfile(src / file, out / file)
             files[modality] = file
-    layer = {"feature_files": files}
+    layer = {"negatives": "trained", "feature_files": files}
     if config.item_text_file and (src / config.item_text_file).exists():
         shutil.copyfile(src / config.item_text_file, out / config.item_text_file)
         layer["item_text_file"] = config.item_text_file

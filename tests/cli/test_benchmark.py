@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from src.common.config import ConfigError
 from src.common.experiment import benchmark as bm
+from src.common.experiment.results import ResultsStore
 from tests.cli.test_cli import run
 
 
@@ -106,6 +108,10 @@ def test_cold_variant_holds_items_out_of_training(world):
     assert set(inter.loc[inter.itemID.isin(held), "x_label"]) <= {1, 2}
     table = pd.read_csv(tmp / "report" / "tiny_cold.csv")
     assert "zero/recall@20" in table   # the held-out items' own view
+    # new at test time, so never drawn as BPR negatives either (the variant's own dataset layer)
+    assert yaml.safe_load((tmp / "data" / "tiny_cold" / "tiny_cold.yaml").read_text())["negatives"] == "trained"
+    records = ResultsStore(tmp / "saved", "tiny_cold").records()
+    assert records and all(r["config"]["negatives"] == "trained" for r in records)
 
 
 def test_suite_file_errors_name_the_key(tmp_path):

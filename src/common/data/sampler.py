@@ -31,10 +31,15 @@ class BPRSampler:
     max_redraws = 100
 
     def __init__(self, users: np.ndarray, items: np.ndarray, n_items: int, batch_size: int,
-                 seed: int, device: torch.device | str = "cpu"):
+                 seed: int, device: torch.device | str = "cpu", negatives: str = "all"):
+        """``negatives``: ``all`` draws them from every item, ``trained`` from the items in the train
+        interactions only (uniformly over those)."""
         self.users = np.asarray(users, dtype=np.int64)
         self.items = np.asarray(items, dtype=np.int64)
         self.n_items = n_items
+        if negatives not in ("all", "trained"):
+            raise ValueError(f"negatives must be all or trained, got {negatives!r}")
+        self.pool = np.unique(self.items) if negatives == "trained" else None
         self.batch_size = batch_size
         self.device = device
         self.rng = np.random.default_rng(seed)
@@ -51,15 +56,20 @@ class BPRSampler:
         return self.keys[pos] == q
 
     def sample_negatives(self, users: np.ndarray) -> np.ndarray:
-        """One uniform item per user that is not among that user's train items."""
-        neg = self.rng.integers(0, self.n_items, size=len(users))
+        """One uniform item (of the pool) per user that is not among that user's train items."""
+        neg = self.draw(len(users))
         bad = np.flatnonzero(self.is_train_pair(users, neg))
         for _ in range(self.max_redraws):
             if bad.size == 0:
                 break
-            neg[bad] = self.rng.integers(0, self.n_items, size=bad.size)
+            neg[bad] = self.draw(bad.size)
             bad = bad[self.is_train_pair(users[bad], neg[bad])]
         return neg
+
+    def draw(self, n: int) -> np.ndarray:
+        if self.pool is None:
+            return self.rng.integers(0, self.n_items, size=n)
+        return self.pool[self.rng.integers(0, len(self.pool), size=n)]
 
     def __iter__(self) -> Iterator[Batch]:
         order = self.rng.permutation(len(self.users))
