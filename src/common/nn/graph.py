@@ -189,8 +189,9 @@ class _LightGCNBlocks(torch.autograd.Function):
     not needed skip the products only those outputs depend on: forward 2L - 1 half products instead
     of 2L, backward L instead of 2L (its item-side gradient is zero, so every other layer of the
     backward recursion repeats the one before). Same summation order as :func:`lightgcn` on the
-    whole adjacency: the same values and gradients, bitwise when the column blocks are multiples of
-    64 (the CPU kernel's rounding can depend on the number of columns; a test checks both)."""
+    whole adjacency: the same values and gradients, bitwise at MoToRec's 64-column blocks; the CPU
+    kernel's rounding can depend on the number of columns, so other splits agree to float rounding
+    (a test checks both)."""
 
     @staticmethod
     def forward(ctx, r, r_t, n_layers: int, n_both: int, user_emb, item_emb):
