@@ -335,6 +335,9 @@ def _dataset_yaml(name: str, n_items: int, files: dict[str, str], notes: dict[st
     if "text" in files:
         lines.append("item_text_file: item_text.tsv   # (str) itemID, raw id, the encoded text")
     lines.append(f"n_items: {n_items}           # (int) catalogue size")
+    if config.split == "cold":   # the held-out items are new at test time: not BPR negatives either
+        lines.append("negatives: trained           # (str) BPR negatives from items with train interactions only "
+                     "(README, \"Benchmark suite\")")
     lines.append(f"feature_store: {config.feature_store}        # (str) npy: in memory; lmdb: rows read "
                  f"on demand from features.lmdb/")
     if not files:

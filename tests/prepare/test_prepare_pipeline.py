@@ -78,6 +78,7 @@ def test_k_core_mappings_and_chrono_split(raw_dir):
     for _, mine in inter.groupby("userID"):
         assert mine.loc[mine.x_label == 0, "timestamp"].max() < mine.loc[mine.x_label > 0, "timestamp"].min()
     assert result.stats["users"] == len(users) and result.stats["eval_users_without_train"] == 0
+    assert resolve(None, "tiny", {"data_path": str(raw_dir / "data")}).first().negatives == "all"   # MMRec's sampling
     assert result.stats["duplicates_dropped"] == 1 and result.stats["k_core_rounds"] >= 1
 
 
@@ -91,6 +92,8 @@ def test_cold_split_holds_items_out_of_training(raw_dir):
     ds = load_dataset(resolve(None, "tiny", {"data_path": str(raw_dir / "data")}).first())
     assert set(np.flatnonzero(ds.zero_items).tolist()) == held        # the evaluator's zero/ view
     assert set(ds.test.items.tolist()) & held and set(ds.valid.items.tolist()) & held
+    # new at test time, so not drawn as BPR negatives either; other splits keep MMRec's sampling
+    assert resolve(None, "tiny", {"data_path": str(raw_dir / "data")}).first().negatives == "trained"
 
 
 def test_image_features_mask_and_dataset_yaml(raw_dir):
