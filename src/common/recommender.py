@@ -139,6 +139,13 @@ class GeneralRecommender(nn.Module):
             dataset.train.users, dataset.train.items, dataset.n_users, dataset.n_items)))
         return adj.to(self.device)
 
+    def user_item_blocks(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """The blocks R (U x I) and R^T (I x U) of :meth:`user_item_adjacency` (for
+        ``graph.lightgcn_blocks``), on the model's device; built once per dataset, as the adjacency."""
+        blocks = dataset.cached("adj_blocks", lambda: graph.bipartite_blocks(
+            self.user_item_adjacency(dataset).cpu(), dataset.n_users))
+        return tuple(b.to(self.device) for b in blocks)
+
     def modality_knn_graph(self, dataset, modality: str, k: int, weighted: bool = False) -> sp.csr_matrix:
         """D^-1/2 S D^-1/2 of the top-k cosine kNN graph of one modality's raw features (scipy CSR,
         n_items x n_items, each item's k most similar items incl. itself with weight 1, or the

@@ -395,7 +395,8 @@ class MoToRec(GeneralRecommender):
         self.p = cfg = self.Params(**{k: config[k] for k in self.Params.__dataclass_fields__})
         d = self.embedding_size
         self.adj_sym = self.user_item_adjacency(dataset)
-        self.adj_blocks = graph.bipartite_blocks(self.adj_sym, self.n_users)    # R, R^T of adj_sym
+        # R, R^T of adj_sym: item_content layer0 propagates the content columns for the users only
+        self.adj_blocks = self.user_item_blocks(dataset) if cfg.item_content == "layer0" else None
         # ARA weights from train degrees (all ones when switched off); log(1 + d) for the degree bias
         w = rarity_weights(dataset.item_degree, config.cold_threshold, cfg.ara_form)
         self.register_buffer("ara_weight", w if cfg.use_ara else torch.ones_like(w), persistent=False)
