@@ -2,6 +2,7 @@
 token tables that learn, the Token Cross Network's shapes, and clear errors."""
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from src.common.nn import item_repr
@@ -109,6 +110,11 @@ def test_motor_defaults_keep_the_item_side_below_an_id_table_at_sports_scale():
                               cfg.pq_codebook_size, dim, layers=cfg.motor_layers)
     n_motor = sum(p.numel() for p in rep.parameters())
     assert item_repr.auto_subspaces(1) * cfg.pq_codebook_size * dim < n_motor < n_items * dim / 2
+    # 16 graph tokens (motor_graph_tokens: 16, the sports measurement) keep it below the ID table
+    graph = torch.randint(0, cfg.pq_codebook_size, (n_items, 16), generator=torch.Generator().manual_seed(1))
+    with_graph = MotorRepresentation({"text": codes, "graph": graph}, cfg.pq_codebook_size, dim,
+                                     layers=cfg.motor_layers)
+    assert n_motor < sum(p.numel() for p in with_graph.parameters()) < n_items * dim * 0.7
     # and MOTOR's count does not grow with the catalogue
     bigger = MotorRepresentation({"text": torch.cat([codes, codes])}, cfg.pq_codebook_size, dim,
                                  layers=cfg.motor_layers)
@@ -134,7 +140,8 @@ def test_single_modality_dataset_gets_one_token_table(tmp_path):
 
 
 @pytest.mark.parametrize("key,value", [("pq_subspaces", -1), ("pq_codebook_size", 1), ("motor_layers", -1),
-                                       ("motor_dropout", 1.0), ("motor_reg_weight", -0.1)])
+                                       ("motor_dropout", 1.0), ("motor_reg_weight", -0.1),
+                                       ("motor_graph_tokens", -1), ("motor_graph_tokens", 65)])
 def test_invalid_motor_settings_are_config_errors(key, value):
     with pytest.raises(ConfigError, match=key):
         config_for("BPR", item_representation="motor", **{key: value})
@@ -345,3 +352,39 @@ def test_auto_subspaces_split_a_fixed_token_budget_over_the_modalities(tmp_path)
     assert text_only["text"].shape == (30, item_repr.AUTO_TOKENS_PER_ITEM)
     narrow = item_tokens(cfg, checkerboard(dims=10, modalities=("text",)))   # never more than the dimension
     assert narrow["text"].shape == (30, 10)
+
+
+# ----------------------------------------------------------------------------- graph tokens
+def test_graph_factors_are_the_truncated_svd_of_the_normalised_interactions():
+    rng = np.random.default_rng(0)
+    dense = (rng.random((40, 25)) < 0.2).astype(np.float64)
+    dense[:, 7] = 0                                                  # an item nobody trained on
+    factors = item_repr.graph_factors(sp.csr_matrix(dense), rank=6)
+    assert factors.shape == (25, 6) and factors.dtype == torch.float32
+    assert torch.count_nonzero(factors[7]) == 0
+    du, di = dense.sum(1), dense.sum(0)
+    norm = dense / np.sqrt(np.maximum(du, 1))[:, None] / np.sqrt(np.maximum(di, 1))[None, :]
+    _, s, vt = np.linalg.svd(norm)
+    expected = vt[:6].T @ np.diag(s[:6]) @ vt[:6]                   # V S V^T: free of the sign of each vector
+    np.testing.assert_allclose((factors @ factors.T).numpy(), expected, atol=1e-5)
+    torch.testing.assert_close(item_repr.graph_factors(sp.csr_matrix(dense), rank=6), factors, rtol=0, atol=0)
+
+
+def test_graph_tokens_tell_apart_items_with_equal_features_and_different_audiences(tmp_path, caplog):
+    ds = checkerboard()                      # even users buy even items, odd users odd ones
+    features = {m: ds.features[m].clone() for m in ds.modalities}
+    for f in features.values():
+        f[3] = f[2]                          # item 3 (odd audience) looks exactly like item 2 (even)
+    ds.features = features
+    plain = build_item_representation(motor_config(tmp_path), ds, 8)
+    torch.testing.assert_close(plain()[3], plain()[2])               # content alone cannot tell them apart
+    with caplog.at_level("INFO", logger="src.common.nn.item_repr"):
+        rep = build_item_representation(motor_config(tmp_path, motor_graph_tokens=2), ds, 8)
+    assert "image+text+graph x 4/4/2 tokens" in caplog.text
+    assert rep.rows_graph.shape == (30, 2)
+    assert not torch.equal(rep.rows_graph[3], rep.rows_graph[2])
+    assert not torch.allclose(rep()[3], rep()[2])
+    # the first graph sub-space holds the top factors, which split the two audiences: no even item
+    # shares its first graph token with an odd one
+    first = rep.rows_graph[:, 0]
+    assert not set(first[0::2].tolist()) & set(first[1::2].tolist())
