@@ -247,6 +247,9 @@ def item_tokens(config, dataset) -> dict[str, torch.Tensor]:
             f, m_sub, k, config.pq_iterations, config.pq_seed, config.cache_dir, f"{dataset.name}-{m}"))
         tokens[modality] = entry["codes"]
     if config.motor_graph_tokens:
+        if "graph" in modalities:
+            raise ConfigError(f"motor_graph_tokens: dataset {dataset.name!r} has a feature modality named 'graph', "
+                              f"the name of the interaction-profile tokens; rename that modality's feature file")
         factors = dataset.cached(f"motor_graph_factors:{GRAPH_RANK}", lambda: graph_factors(dataset.train_matrix))
         m_sub = min(config.motor_graph_tokens, factors.shape[1])
         entry = dataset.cached(

@@ -388,3 +388,8 @@ def test_graph_tokens_tell_apart_items_with_equal_features_and_different_audienc
     # shares its first graph token with an odd one
     first = rep.rows_graph[:, 0]
     assert not set(first[0::2].tolist()) & set(first[1::2].tolist())
+
+
+def test_graph_tokens_refuse_a_feature_modality_named_graph(tmp_path):
+    with pytest.raises(ConfigError, match="modality named 'graph'"):
+        item_tokens(motor_config(tmp_path, motor_graph_tokens=2), checkerboard(modalities=("graph",)))
