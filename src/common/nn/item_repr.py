@@ -50,7 +50,11 @@ Against the hosts on sports (``src/configs/benchmark_motor_graph.yaml``, G = 16,
 suite's budget), share of the host's Recall@20 without -> with graph tokens: BPR 69% -> 91%,
 LightGCN 105% -> 111%, VBPR 106% -> 145%, BM3 78% -> 82%; cold NDCG@20 vs the host: BPR 173%,
 LightGCN 66% -> 147%, VBPR 107%, BM3 31% -> 11%; zero-shot items (no train interaction: the empty
-profile's tokens, met only as negatives) fall to 0. Not a default: valid rejects it on scientific.
+profile's tokens, met only as negatives) fall to 0. Not a default: on scientific (one seed, valid /
+test Recall@20 / test cold NDCG@20, without -> with G = 16) valid rejects it for MOTOR-LightGCN
+(2 layers, reg 1e-3: 0.2433 / 0.1846 / 0.0202 -> 0.2402 / 0.1826 / 0.0184) and MOTOR-BPR (above) and
+prefers it for MOTOR-LATTICE (lr 1e-3, reg 1e-3, motor_reg_weight 1e-3: 0.2302 / 0.1757 / 0.0356 ->
+0.2350 / 0.1774 / 0.0312): a per-host setting for valid to choose.
 
 e_i replaces the host's ID embedding; the paper adds no loss. Parameters: #modalities*M*K*d for the
 tables plus the network — independent of the number of items.
