@@ -393,3 +393,37 @@ def test_graph_tokens_tell_apart_items_with_equal_features_and_different_audienc
 def test_graph_tokens_refuse_a_feature_modality_named_graph(tmp_path):
     with pytest.raises(ConfigError, match="modality named 'graph'"):
         item_tokens(motor_config(tmp_path, motor_graph_tokens=2), checkerboard(modalities=("graph",)))
+
+
+def test_graph_factors_map_starts_neutral_and_learns_to_tell_apart_equal_features(tmp_path, caplog):
+    """``motor_graph_factors``: item vector + A g_i. A starts at zero (the paper's output); after
+    training, items with identical features and different audiences differ, a never-trained item
+    gets no graph part (its factors are zero), and the item side grows by only r x d."""
+    from src.common.trainer import Trainer
+    ds = checkerboard()
+    features = {m: ds.features[m].clone() for m in ds.modalities}
+    for f in features.values():
+        f[3] = f[2]
+    ds.features = features
+    torch.manual_seed(0)
+    plain = build_item_representation(motor_config(tmp_path), ds, 8)
+    torch.manual_seed(0)
+    with caplog.at_level("INFO", logger="src.common.nn.item_repr"):
+        rep = build_item_representation(motor_config(tmp_path, motor_graph_factors=True), ds, 8)
+    rank = rep.graph.shape[1]
+    assert f"+ a linear map of {rank} graph factors" in caplog.text
+    assert rep.graph.shape[0] == 30 and 1 <= rank <= item_repr.GRAPH_RANK
+    assert float(rep.graph.pow(2).mean()) == pytest.approx(1.0, rel=1e-4)      # unit RMS
+    assert sum(p.numel() for p in rep.parameters()) == sum(p.numel() for p in plain.parameters()) + rank * 8
+    with torch.no_grad():
+        torch.testing.assert_close(rep(), plain())                              # neutral at the start
+    torch.manual_seed(0)
+    trainer = Trainer(motor_config(tmp_path, train_batch_size=64, learning_rate=0.05, motor_graph_factors=True), ds)
+    for epoch in range(5):
+        trainer.train_epoch(epoch)
+    trained = next(m for m in trainer.model.modules() if isinstance(m, MotorRepresentation))
+    assert trained.graph_map.weight.abs().sum() > 0
+    with torch.no_grad():
+        vectors = trained()
+    assert not torch.allclose(vectors[3], vectors[2], atol=1e-4)
+
