@@ -64,10 +64,14 @@ more tokens. An item without train interactions has zero factors and keeps the p
 One seed, valid / test Recall@20 / test cold NDCG@20, without -> with: sports MOTOR-BPR (reg 1e-3, 15
 epochs) 0.0340 / 0.0238 / - -> 0.0578 / 0.0397 / 0.0019 (ID-BPR 0.0502 / 0.0332; G = 16 graph
 tokens 0.0460 / 0.0328); scientific MOTOR-BPR (reg 1e-3) 0.2236 / 0.1633 / 0.0286 -> 0.2295 /
-0.1743 / 0.0221. On the graph hosts of scientific valid rejects it: MOTOR-LightGCN (2 layers, reg
-1e-3) 0.2433 -> 0.2295, MOTOR-LGMRec (alpha 0.6, 4 hyperedges, keep 0.2, 1 hyper layer) 0.2354 ->
-0.2288, both peaking by epoch 17 instead of 50-90: propagation already carries the profile, and the
-factors let them fit the train interactions fast. A per-host setting, like the graph tokens.
+0.1743 / 0.0221; MOTOR-FREEDOM (its MOTOR suite config) 0.2419 / 0.1819 / 0.0299 -> 0.2443 / 0.1850 /
+0.0303. Valid rejects it on scientific for MOTOR-LightGCN (2 layers, reg 1e-3) 0.2433 -> 0.2295,
+MOTOR-LGMRec (alpha 0.6, 4 hyperedges, keep 0.2, 1 hyper layer) 0.2354 -> 0.2288, MOTOR-VBPR
+0.2329 -> 0.2254, MOTOR-LATTICE 0.2357 -> 0.2333 and MOTOR-BM3 (no network) 0.2457 -> 0.2043; the
+first two peak by epoch 17 instead of 50-90: propagation already carries the profile, and the
+factors let them fit the train interactions fast. A per-host setting, like the graph tokens:
+``src/configs/benchmark_motor_factors.yaml`` runs it (3 seeds, the MOTOR suite's budget) for BPR
+and FREEDOM on scientific and BPR, VBPR, BM3 and FREEDOM on sports; numbers in the README.
 
 e_i replaces the host's ID embedding; the paper adds no loss. Parameters: #modalities*M*K*d for the
 tables plus the network — independent of the number of items.
