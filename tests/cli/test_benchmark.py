@@ -3,6 +3,7 @@ budget, the report files, resume after the fact, and the strict item cold-start 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -197,3 +198,19 @@ def test_report_index_keeps_the_sections_of_datasets_the_command_did_not_cover()
     assert merge_sections(old, new) == ("# Benchmark report\n\nSuite: new.\n\n## a\n\nnew a\n\n"
                                         "## b\n\nold b\n\nNot run yet: X.\n\n## c\n\nnew c\n")
     assert merge_sections(new, new) == new
+
+
+@pytest.mark.parametrize("suite", sorted(p.name for p in (Path(__file__).resolve().parents[2] / "src" / "configs")
+                                         .glob("benchmark*.yaml")))
+def test_every_shipped_suite_resolves_every_model_it_names(suite):
+    """A typo in a shipped suite's per_model or set (e.g. a MOTOR key) fails here, not hours into a run:
+    every model of every dataset resolves to a valid search space with the suite's overrides."""
+    root = Path(__file__).resolve().parents[2] / "src" / "configs"
+    entries = bm.load_suite(root / suite).datasets
+    assert entries
+    for name, entry in entries.items():
+        for model in entry.models:
+            space = bm.resolve_label(model, name, bm.search_overrides(entry, {}, model))
+            first = space.first()
+            for key, value in {**bm.split_label(model)[1], **entry.per_model.get(model, {})}.items():
+                assert getattr(first, key) == value, (suite, name, model, key)
