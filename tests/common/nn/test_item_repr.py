@@ -397,8 +397,8 @@ def test_graph_tokens_refuse_a_feature_modality_named_graph(tmp_path):
 
 def test_graph_factors_map_starts_neutral_and_learns_to_tell_apart_equal_features(tmp_path, caplog):
     """``motor_graph_factors``: item vector + A g_i. A starts at zero (the paper's output); after
-    training, items with identical features and different audiences differ, a never-trained item
-    gets no graph part (its factors are zero), and the item side grows by only r x d."""
+    training, items with identical features and different audiences differ; the item side grows by
+    only r x d. (A never-trained item's factors are zero: the truncated-SVD test above.)"""
     from src.common.trainer import Trainer
     ds = checkerboard()
     features = {m: ds.features[m].clone() for m in ds.modalities}
