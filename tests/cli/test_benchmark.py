@@ -200,13 +200,14 @@ def test_report_index_keeps_the_sections_of_datasets_the_command_did_not_cover()
     assert merge_sections(new, new) == new
 
 
-@pytest.mark.parametrize("suite", sorted(p.name for p in (Path(__file__).resolve().parents[2] / "src" / "configs")
-                                         .glob("benchmark*.yaml")))
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "configs"
+
+
+@pytest.mark.parametrize("suite", sorted(p.name for p in CONFIGS.glob("benchmark*.yaml")))
 def test_every_shipped_suite_resolves_every_model_it_names(suite):
     """A typo in a shipped suite's per_model or set (e.g. a MOTOR key) fails here, not hours into a run:
     every model of every dataset resolves to a valid search space with the suite's overrides."""
-    root = Path(__file__).resolve().parents[2] / "src" / "configs"
-    entries = bm.load_suite(root / suite).datasets
+    entries = bm.load_suite(CONFIGS / suite).datasets
     assert entries
     for name, entry in entries.items():
         for model in entry.models:
