@@ -191,6 +191,16 @@ def test_motor_hosts_run_under_the_same_budget_and_get_a_pair_table(world):
         bm.load_suite(suite)
 
 
+def test_motor_table_shows_shares_to_a_tenth_of_a_percent():
+    """A share just under a threshold must not print as the threshold: 0.1757 / 0.1799 is "97.7%", not "98%"."""
+    row = {"host": "LATTICE", "seeds": "3 / 3"}
+    for m in bm.MOTOR_METRICS:
+        row.update({f"{m} host": 0.1799, f"{m} MOTOR": 0.1757, f"{m} share": 0.1757 / 0.1799,
+                    f"{m} diff": 0.1757 - 0.1799, f"{m} p": 0.454})
+    table = bm.motor_markdown(pd.DataFrame([row]))
+    assert "0.1799 → 0.1757 (97.7%)" in table and "(98%)" not in table and "-0.0042 (0.454) |" in table
+
+
 def test_report_index_keeps_the_sections_of_datasets_the_command_did_not_cover():
     from src.common.experiment.benchmark import merge_sections
     old = "# Benchmark report\n\nSuite: old.\n\n## a\n\nold a\n\n## b\n\nold b\n\nNot run yet: X.\n"

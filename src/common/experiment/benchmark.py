@@ -382,7 +382,7 @@ def motor_markdown(df: pd.DataFrame, metrics: tuple[str, ...] = MOTOR_METRICS) -
             p = r[f"{m} p"]
             ptext = "-" if not np.isfinite(p) else ("<1e-4" if p < 1e-4 else f"{p:.3f}")
             star = "*" if np.isfinite(p) and p < 0.05 else ""
-            cells += [f"{r[f'{m} host']:.4f} → {r[f'{m} MOTOR']:.4f} ({r[f'{m} share']:.0%})",
+            cells += [f"{r[f'{m} host']:.4f} → {r[f'{m} MOTOR']:.4f} ({r[f'{m} share']:.1%})",
                       f"{r[f'{m} diff']:+.4f} ({ptext}){star}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + ("\n\nEach side at its own best config by valid Recall@20, all its seeds; share = MOTOR's "
