@@ -79,7 +79,8 @@ The factors fit the train interactions fast, and a graph host with them peaks ea
 (``motor_reg_weight``) holds them back: MOTOR-LGMRec on scientific (its MOTOR suite point, valid
 Recall@20, seed 999) 0.2288 with the factors alone, 0.2347 / 0.2402 / 0.2395 with L2 1e-3 / 1e-2 / 1e-1
 (seed 1: 1e-2 0.2409, 1e-1 0.2360), against 0.2354 without the factors;
-``benchmark_motor_factors.yaml`` runs it at 1e-2.
+``benchmark_motor_factors.yaml`` runs it at 1e-2, on sports too: there (3 seeds) MOTOR-LGMRec keeps
+100.5% of LGMRec's Recall@20 (the paper's MOTOR: 59%) and 158% of its cold NDCG@20 (p < 1e-4).
 
 e_i replaces the host's ID embedding; the paper adds no loss. Parameters: #modalities*M*K*d for the
 tables plus the network — independent of the number of items.
