@@ -82,6 +82,23 @@ Recall@20, seed 999) 0.2288 with the factors alone, 0.2347 / 0.2402 / 0.2395 wit
 ``benchmark_motor_factors.yaml`` runs it at 1e-2, on sports too: there (3 seeds) MOTOR-LGMRec keeps
 100.5% of LGMRec's Recall@20 (the paper's MOTOR: 59%) and 158% of its cold NDCG@20 (p < 1e-4).
 
+``motor_factor_dropout`` p (ours, default 0): in training each item's factor term is dropped with
+probability p (whole rows; the kept ones scaled by 1 / (1 - p)), so the tokens must carry every item
+part of the time, as DropoutNet does for content; evaluation uses every item's full factors.
+MOTOR-LGMRec on scientific at the factors suite's chosen point (alpha 0.6, 64 hyperedges, keep 0.2,
+2 hyper layers, factors + L2 1e-2), seeds 999 / 1 / 2, valid Recall@20 p = 0 -> 0.5: 0.2488 / 0.2516
+/ 0.2512 -> 0.2526 / 0.2567 / 0.2467; test, paired over users: Recall@20 0.1839 -> 0.1877 (p = 0.03),
+NDCG@20 0.0868 -> 0.0875 (p = 0.32), cold Recall@20 0.0590 -> 0.0627 (p = 0.02), cold NDCG@20
+0.0221 -> 0.0228 (p = 0.25): more Recall@20, cold NDCG@20 still below ID LGMRec's 0.0265. p = 0.8
+(seed 999) 0.2457 valid, cold NDCG@20 0.0199; p = 0.5 without MOTOR's L2 (seeds 999 / 1) 0.2343 /
+0.2326, cold 0.0206 / 0.0159: the L2 is still needed. On sports it does not help (seed 999, each
+host's factors suite point, valid / test Recall@20): MOTOR-BM3 0.0560 / 0.0379 (without: 0.0559 /
+0.0391), MOTOR-LATTICE 0.0583 / 0.0382 (the suite's 3-seed mean without: 0.0670 / 0.0432). So a
+per-host setting, off by default. Tried and not kept: shrinking each item's factors by d / (d + 10)
+(d its train degree; cold items' factor rows are as long as warm ones', 6.6 at degree 1-9 vs 8.0 at
+20+ after the unit-RMS scaling): scientific MOTOR-LGMRec seed 999 valid 0.2484 vs 0.2488, cold
+NDCG@20 0.0221 vs 0.0236.
+
 e_i replaces the host's ID embedding; the paper adds no loss. Parameters: #modalities*M*K*d for the
 tables plus the network — independent of the number of items.
 
@@ -133,6 +150,7 @@ class ItemReprConfig:
     motor_dropout: float = 0.0       # MOTOR: dropout inside the Token Cross Network
     motor_graph_tokens: int = 0      # MOTOR (ours): tokens of each item's train-interaction profile (PQ of SVD item factors); 0 = off
     motor_graph_factors: bool = False  # MOTOR (ours): add a learned linear map of the item's SVD factors themselves
+    motor_factor_dropout: float = 0.0  # MOTOR (ours): in training, drop an item's factors with this probability
     motor_channel_cross: Literal["pooled", "token"] = "pooled"  # cross channels after pooling, or per token
     pq_collision_token: bool = True  # MOTOR: one extra token telling apart items whose PQ tokens coincide
     motor_reg_weight: float = 0.0    # MOTOR: L2 weight on the batch's MOTOR item vectors (ours; 0 = the paper: no loss)
@@ -157,6 +175,8 @@ class ItemReprConfig:
             raise ValueError(f"motor_dropout must be in [0, 1), got {self.motor_dropout}")
         if not 0 <= self.motor_graph_tokens <= GRAPH_RANK:
             raise ValueError(f"motor_graph_tokens must be in [0, {GRAPH_RANK}], got {self.motor_graph_tokens}")
+        if not 0.0 <= self.motor_factor_dropout < 1.0:
+            raise ValueError(f"motor_factor_dropout must be in [0, 1), got {self.motor_factor_dropout}")
         if not self.motor_reg_weight >= 0.0:
             raise ValueError(f"motor_reg_weight must be >= 0, got {self.motor_reg_weight}")
 
@@ -395,8 +415,9 @@ class MotorRepresentation(nn.Module):
     def __init__(self, tokens: dict[str, torch.Tensor], codebook_size: int, dim: int,
                  fusion: str = "agnostic", layers: int = 1, dropout: float = 0.0,
                  channel_cross: str = "pooled", id_std: float | None = None,
-                 graph_factors: torch.Tensor | None = None):
+                 graph_factors: torch.Tensor | None = None, factor_dropout: float = 0.0):
         super().__init__()
+        self.factor_dropout = factor_dropout
         tokens = dict(tokens)
         collision = tokens.pop("collision", None)
         self.modalities, self.fusion = list(tokens), fusion
@@ -465,7 +486,11 @@ class MotorRepresentation(nn.Module):
             out = torch.stack([self.cross[m](torch.cat([per_modality[m]] + extra, 0))
                                for m in self.modalities]).mean(0)
         if self.graph_map is not None:
-            out = out + self.graph_map(self.graph if items is None else self.graph[items])
+            g = self.graph if items is None else self.graph[items]
+            if self.training and self.factor_dropout > 0:     # whole rows: the item is seen by its tokens alone
+                keep = torch.rand(g.shape[0], 1, device=g.device) >= self.factor_dropout
+                g = g * keep / (1 - self.factor_dropout)
+            out = out + self.graph_map(g)
         return out
 
     def forward(self, items: torch.Tensor | None = None) -> torch.Tensor:
@@ -528,7 +553,7 @@ def build_item_representation(config, dataset, dim: int) -> nn.Module:
         factors = item_graph_factors(dataset) if config.motor_graph_factors else None
         rep = MotorRepresentation(tokens, config.pq_codebook_size, dim, config.motor_fusion,
                                   config.motor_layers, config.motor_dropout, config.motor_channel_cross,
-                                  graph_factors=factors)
+                                  graph_factors=factors, factor_dropout=config.motor_factor_dropout)
         content = torch.cat([tokens[m] for m in tokens if m != "collision"], 1)
         raw = torch.cat([dataset.features[m].float() for m in tokens if m in dataset.features], 1)
         n_params = sum(p.numel() for p in rep.parameters())
@@ -538,7 +563,9 @@ def build_item_representation(config, dataset, dim: int) -> nn.Module:
                     "+".join(m for m in tokens if m != "collision"),
                     "/".join(str(tokens[m].shape[1]) for m in tokens if m != "collision"),
                     config.pq_codebook_size, " + 1 collision token" if "collision" in tokens else "",
-                    "" if factors is None else f" + a linear map of {factors.shape[1]} graph factors",
+                    "" if factors is None else f" + a linear map of {factors.shape[1]} graph factors" + (
+                        f" (dropped in training with p = {config.motor_factor_dropout:g})"
+                        if config.motor_factor_dropout else ""),
                     config.motor_fusion, config.motor_layers, config.motor_channel_cross,
                     colliding_items(content), colliding_items(torch.cat(list(tokens.values()), 1)),
                     colliding_items(raw), dataset.n_items, n_params, dataset.n_items * dim)

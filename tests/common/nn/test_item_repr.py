@@ -427,3 +427,31 @@ def test_graph_factors_map_starts_neutral_and_learns_to_tell_apart_equal_feature
         vectors = trained()
     assert not torch.allclose(vectors[3], vectors[2], atol=1e-4)
 
+
+
+
+def test_factor_dropout_drops_whole_rows_in_training_only(tmp_path, caplog):
+    """``motor_factor_dropout`` p: in training each item's factor term is either gone (the item is
+    its tokens alone) or scaled by 1 / (1 - p); in evaluation every item has its full factors."""
+    ds = checkerboard()
+    with caplog.at_level("INFO", logger="src.common.nn.item_repr"):
+        rep = build_item_representation(
+            motor_config(tmp_path, motor_graph_factors=True, motor_factor_dropout=0.5), ds, 8)
+    assert "dropped in training with p = 0.5" in caplog.text
+    torch.manual_seed(0)
+    with torch.no_grad():
+        rep.graph_map.weight.normal_()
+        full = rep.graph_map(rep.graph)
+        rep.eval()
+        tokens_only = rep() - full
+        torch.testing.assert_close(rep(), tokens_only + full)          # evaluation: deterministic, full
+        rep.train()
+        dropped = kept = 0
+        for _ in range(20):
+            extra = rep() - tokens_only
+            gone = extra.abs().amax(1) < 1e-5
+            torch.testing.assert_close(extra[~gone], 2 * full[~gone], rtol=1e-4, atol=1e-5)
+            dropped, kept = dropped + int(gone.sum()), kept + int((~gone).sum())
+    assert 0.35 < dropped / (dropped + kept) < 0.65
+    with pytest.raises(ConfigError, match="motor_factor_dropout"):
+        motor_config(tmp_path, motor_factor_dropout=1.0)
