@@ -428,8 +428,6 @@ def test_graph_factors_map_starts_neutral_and_learns_to_tell_apart_equal_feature
     assert not torch.allclose(vectors[3], vectors[2], atol=1e-4)
 
 
-
-
 def test_factor_dropout_drops_whole_rows_in_training_only(tmp_path, caplog):
     """``motor_factor_dropout`` p: in training each item's factor term is either gone (the item is
     its tokens alone) or scaled by 1 / (1 - p); in evaluation every item has its full factors."""
