@@ -99,10 +99,11 @@ under the suites' protocol (search chose the same point): 103.8% of LGMRec's Rec
 85.8% of its cold NDCG@20 (p < 0.001 below); and MOTOR-VBPR with mean-pooled tokens, the factors and
 p = 0.5 (valid 0.2433 over 3 seeds, above the paper's network, 0.2368): 109.6% of VBPR's Recall@20,
 93.6% of its cold NDCG@20 (p = 0.26; 85% with the network, p = 0.03). Tried and not kept
-(scientific MOTOR-LGMRec, seed 999, valid Recall@20 / cold NDCG@20): shrinking each item's factors by d / (d + 10), d its train degree
-(cold items' factor rows are as long as warm ones': 6.6 at degree 1-9 vs 8.0 at 20+ after the
-unit-RMS scaling), 0.2484 / 0.0221 against 0.2488 / 0.0236 without; factors only for items with at
-least 10 train interactions, with p = 0.5, 0.2464 / 0.0221 against 0.2526 / 0.0229.
+(scientific MOTOR-LGMRec, seed 999, valid Recall@20 / cold NDCG@20): shrinking each item's factors
+by d / (d + 10), d its train degree (cold items' factor rows are as long as warm ones': 6.6 at
+degree 1-9 vs 8.0 at 20+ after the unit-RMS scaling), 0.2484 / 0.0221 against 0.2488 / 0.0236
+without; factors only for items with at least 10 train interactions, with p = 0.5, 0.2464 / 0.0221
+against 0.2526 / 0.0229.
 
 e_i replaces the host's ID embedding; the paper adds no loss. Parameters: #modalities*M*K*d for the
 tables plus the network — independent of the number of items.
