@@ -97,8 +97,9 @@ host's factors suite point, valid / test Recall@20): MOTOR-BM3 0.0560 / 0.0379 (
 per-host setting, off by default. ``benchmark_motor_factor_dropout.yaml`` runs MOTOR-LGMRec with it
 under the suites' protocol (search chose the same point): 103.8% of LGMRec's Recall@20 (p = 0.006),
 85.8% of its cold NDCG@20 (p < 0.001 below); and MOTOR-VBPR with mean-pooled tokens, the factors and
-p = 0.3 (valid 0.2489 over 3 seeds, above the paper's network, 0.2368): 110.7% of VBPR's Recall@20,
-90.0% of its cold NDCG@20 (p = 0.09; 85% with the network, p = 0.03; at p = 0.5 109.6% / 93.6%). Tried and not kept
+p = 0.3 (valid 0.2489 over 3 seeds, above the paper's network, 0.2368): 110.7% of VBPR's
+Recall@20, 90.0% of its cold NDCG@20 (p = 0.09; 85% with the network, p = 0.03; at p = 0.5
+109.6% / 93.6%). Tried and not kept
 (scientific MOTOR-LGMRec, seed 999, valid Recall@20 / cold NDCG@20): shrinking each item's factors
 by d / (d + 10), d its train degree (cold items' factor rows are as long as warm ones': 6.6 at
 degree 1-9 vs 8.0 at 20+ after the unit-RMS scaling), 0.2484 / 0.0221 against 0.2488 / 0.0236
