@@ -89,8 +89,8 @@ MOTOR-LGMRec on scientific at the factors suite's chosen point (alpha 0.6, 64 hy
 2 hyper layers, factors + L2 1e-2), seeds 999 / 1 / 2, valid Recall@20 p = 0 -> 0.5: 0.2488 / 0.2516
 / 0.2512 -> 0.2526 / 0.2567 / 0.2467; test, paired over users: Recall@20 0.1839 -> 0.1877 (p = 0.03),
 NDCG@20 0.0868 -> 0.0875 (p = 0.32), cold Recall@20 0.0590 -> 0.0627 (p = 0.02), cold NDCG@20
-0.0221 -> 0.0228 (p = 0.25): more Recall@20, cold NDCG@20 still below ID LGMRec's 0.0265. p = 0.8
-(seed 999) 0.2457 valid, cold NDCG@20 0.0199; p = 0.5 without MOTOR's L2 (seeds 999 / 1) 0.2343 /
+0.0221 -> 0.0228 (p = 0.25): more Recall@20, cold NDCG@20 still below ID LGMRec's 0.0265. p = 0.3
+(seeds 999 / 1) 0.2471 / 0.2505 valid; p = 0.8 (seed 999) 0.2457, cold NDCG@20 0.0199; p = 0.5 without MOTOR's L2 (seeds 999 / 1) 0.2343 /
 0.2326, cold 0.0206 / 0.0159: the L2 is still needed. On sports it does not help (seed 999, each
 host's factors suite point, valid / test Recall@20): MOTOR-BM3 0.0560 / 0.0379 (without: 0.0559 /
 0.0391), MOTOR-LATTICE 0.0583 / 0.0382 (the suite's 3-seed mean without: 0.0670 / 0.0432). So a
