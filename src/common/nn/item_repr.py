@@ -87,24 +87,24 @@ probability p (whole rows; the kept ones scaled by 1 / (1 - p)), so the tokens m
 part of the time, as DropoutNet does for content; evaluation uses every item's full factors.
 MOTOR-LGMRec on scientific at the factors suite's chosen point (alpha 0.6, 64 hyperedges, keep 0.2,
 2 hyper layers, factors + L2 1e-2), seeds 999 / 1 / 2, valid Recall@20 p = 0 -> 0.5: 0.2488 / 0.2516
-/ 0.2512 -> 0.2526 / 0.2567 / 0.2467; test, paired over users: Recall@20 0.1839 -> 0.1877 (p = 0.03),
-NDCG@20 0.0868 -> 0.0875 (p = 0.32), cold Recall@20 0.0590 -> 0.0627 (p = 0.02), cold NDCG@20
+/ 0.2512 -> 0.2526 / 0.2567 / 0.2467; test, paired over users: Recall@20 0.1839 -> 0.1877 (p =
+0.03), NDCG@20 0.0868 -> 0.0875 (p = 0.32), cold Recall@20 0.0590 -> 0.0627 (p = 0.02), cold NDCG@20
 0.0221 -> 0.0228 (p = 0.25): more Recall@20, cold NDCG@20 still below ID LGMRec's 0.0265. p = 0.3
-(seeds 999 / 1) 0.2471 / 0.2505 valid; p = 0.8 (seed 999) 0.2457, cold NDCG@20 0.0199; p = 0.5 without MOTOR's L2 (seeds 999 / 1) 0.2343 /
-0.2326, cold 0.0206 / 0.0159: the L2 is still needed. On sports it does not help (seed 999, each
-host's factors suite point, valid / test Recall@20): MOTOR-BM3 0.0560 / 0.0379 (without: 0.0559 /
-0.0391), MOTOR-LATTICE 0.0583 / 0.0382 (the suite's 3-seed mean without: 0.0670 / 0.0432). So a
-per-host setting, off by default. ``benchmark_motor_factor_dropout.yaml`` runs MOTOR-LGMRec with it
-under the suites' protocol (search chose the same point): 103.8% of LGMRec's Recall@20 (p = 0.006),
-85.8% of its cold NDCG@20 (p < 0.001 below); and MOTOR-VBPR with mean-pooled tokens, the factors and
-p = 0.3 (valid 0.2489 over 3 seeds, above the paper's network, 0.2368): 110.7% of VBPR's
-Recall@20, 90.0% of its cold NDCG@20 (p = 0.09; 85% with the network, p = 0.03; at p = 0.5
-109.6% / 93.6%). Tried and not kept
-(scientific MOTOR-LGMRec, seed 999, valid Recall@20 / cold NDCG@20): shrinking each item's factors
-by d / (d + 10), d its train degree (cold items' factor rows are as long as warm ones': 6.6 at
-degree 1-9 vs 8.0 at 20+ after the unit-RMS scaling), 0.2484 / 0.0221 against 0.2488 / 0.0236
-without; factors only for items with at least 10 train interactions, with p = 0.5, 0.2464 / 0.0221
-against 0.2526 / 0.0229.
+(seeds 999 / 1) 0.2471 / 0.2505 valid; p = 0.8 (seed 999) 0.2457, cold NDCG@20 0.0199; p = 0.5
+without MOTOR's L2 (seeds 999 / 1) 0.2343 / 0.2326, cold 0.0206 / 0.0159: the L2 is still needed. On
+sports it does not help (seed 999, each host's factors suite point, valid / test Recall@20):
+MOTOR-BM3 0.0560 / 0.0379 (without: 0.0559 / 0.0391), MOTOR-LATTICE 0.0583 / 0.0382 (the suite's
+3-seed mean without: 0.0670 / 0.0432). So a per-host setting, off by default.
+``benchmark_motor_factor_dropout.yaml`` runs MOTOR-LGMRec with it under the suites' protocol (search
+chose the same point): 103.8% of LGMRec's Recall@20 (p = 0.006), 85.8% of its cold NDCG@20 (p <
+0.001 below); and MOTOR-VBPR with mean-pooled tokens, the factors and p = 0.3 (valid 0.2489 over 3
+seeds, above the paper's network, 0.2368): 110.7% of VBPR's Recall@20, 90.0% of its cold NDCG@20 (p
+= 0.09; 85% with the network, p = 0.03; at p = 0.5 109.6% / 93.6%). Tried and not kept (scientific
+MOTOR-LGMRec, seed 999, valid Recall@20 / cold NDCG@20): shrinking each item's factors by d / (d +
+10), d its train degree (cold items' factor rows are as long as warm ones': 6.6 at degree 1-9 vs 8.0
+at 20+ after the unit-RMS scaling), 0.2484 / 0.0221 against 0.2488 / 0.0236 without; factors only
+for items with at least 10 train interactions, with p = 0.5, 0.2464 / 0.0221 against 0.2526 /
+0.0229.
 
 e_i replaces the host's ID embedding; the paper adds no loss. Parameters: #modalities*M*K*d for the
 tables plus the network — independent of the number of items.
