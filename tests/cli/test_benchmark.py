@@ -70,6 +70,13 @@ def test_suite_runs_both_phases_writes_the_report_and_resumes(world):
     table = pd.read_csv(tmp / "report" / "tiny.csv")
     assert sorted(table["model"]) == ["BPR", "LightGCN"] and (table["seeds"] == 2).all()
     assert (table["recall@20"] > 0).all() and table["time to best s"].notna().all()
+    # each seed's best valid epoch (of 3), and the rows whose every seed peaked at the last epoch
+    best = [[int(e) for e in str(v).split(", ")] for v in table["best epochs"]]
+    assert all(len(b) == 2 and all(1 <= e <= 3 for e in b) for b in best)
+    assert list(table["seeds at cap"]) == [sum(e == 3 for e in b) for b in best]
+    capped = [m for m, b in zip(table["model"], best) if all(e == 3 for e in b)]
+    index = (tmp / "report" / "index.md").read_text()
+    assert (bm.capped_line(capped) in index) if capped else "At the epoch cap" not in index
     # every row has per-user files, so every metric column carries a significance mark and an interval
     assert table["ndcg@20 mark"].notna().all() and table["ndcg@20 mark"].any()
     assert (table["ndcg@20 ci_low"] <= table["ndcg@20"]).all()
@@ -225,3 +232,13 @@ def test_every_shipped_suite_resolves_every_model_it_names(suite):
             first = space.first()
             for key, value in {**bm.split_label(model)[1], **entry.per_model.get(model, {})}.items():
                 assert getattr(first, key) == value, (suite, name, model, key)
+
+
+def test_a_run_whose_best_epoch_is_the_last_of_its_budget_is_at_the_cap():
+    def record(best, ran, cap=15):
+        return {"best_epoch": best, "epochs_run": ran, "config": {"epochs": cap}}
+    assert bm.at_epoch_cap(record(14, 15))          # still improving when the cap stopped it
+    assert not bm.at_epoch_cap(record(9, 15))       # peaked earlier
+    assert not bm.at_epoch_cap(record(9, 10))       # early stopping ended it before the cap
+    assert not bm.at_epoch_cap({"best_epoch": 2, "epochs_run": 3, "config": {}})
+    assert "A, B" in bm.capped_line(["A", "B"])

@@ -280,6 +280,14 @@ def time_to_best(record: dict[str, Any]) -> float:
     return float((record.get("best_epoch", 0) + 1) * record.get("seconds_per_epoch", float("nan")))
 
 
+def at_epoch_cap(record: dict[str, Any]) -> bool:
+    """Whether the run's best valid epoch was its last of the whole epoch budget (the trainer always
+    evaluates the last epoch): it was still improving when the cap stopped it, so the cap, not
+    convergence, decided its numbers."""
+    cap, ran = record.get("config", {}).get("epochs"), record.get("epochs_run")
+    return cap is not None and ran == cap and record.get("best_epoch") == ran - 1
+
+
 def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], dataset: str,
                   entry: DatasetSuite, extra: dict[str, Any], records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per model: means ± std over seeds, 95% CI and significance marks per metric column
@@ -296,6 +304,8 @@ def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], 
         more.append({"model": label, "searched": searched,
                       "time to best s": float(np.mean([time_to_best(r) for r in runs])),
                       "epochs cap": runs[0]["config"].get("epochs"),
+                      "best epochs": ", ".join(str(r.get("best_epoch", -1) + 1) for r in runs),
+                      "seeds at cap": sum(at_epoch_cap(r) for r in runs),
                       "budget": text})
     df = df.merge(pd.DataFrame(more), on="model", how="left")
     if "recall@20" in df:
@@ -437,9 +447,12 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
                     f"min summed over runs; runs in parallel overlap, and s/epoch and times depend on how "
                     f"loaded the machine was.", "",
                     significance_markdown(shown), "", "Budget per model:", ""]
-        md_lines += [f"- {row['model']}: {row['budget']}; epochs ≤ {row['epochs cap']}; in the store: "
-                     f"{row['searched']} config(s) searched, {row['seeds']} seed(s) of the chosen one"
-                     for _, row in df.iterrows()]
+        md_lines += [f"- {row['model']}: {row['budget']}; epochs ≤ {row['epochs cap']} (best valid epoch per "
+                     f"seed: {row['best epochs']}); in the store: {row['searched']} config(s) searched, "
+                     f"{row['seeds']} seed(s) of the chosen one" for _, row in df.iterrows()]
+        capped = [row["model"] for _, row in df.iterrows() if row["seeds at cap"] == row["seeds"]]
+        if capped:
+            md_lines += ["", capped_line(capped)]
         blind = [m for m in entry.models if m in chosen and not split_label(m)[1]
                  and get_model_class(m).required_modalities == ()]
         if name.endswith("_cold") and blind:
@@ -467,6 +480,8 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
                   significance_markdown(brief), ""]
         if not pairs.empty:
             index += ["MOTOR against its host:", "", motor_markdown(pairs), ""]
+        if capped:
+            index += [capped_line(capped), ""]
         if short:
             index += [f"Incomplete (the suite was stopped before their budget was spent): {'; '.join(short)}.", ""]
         if missing:
@@ -477,6 +492,12 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
     path = atomic_write_text(out_dir / "index.md", text)
     atomic_write_json(out_dir / "phases.json", [dataclasses.asdict(p) for p in run.phases])
     return path
+
+
+def capped_line(models: list[str]) -> str:
+    return (f"At the epoch cap (best valid epoch = the last one, on every seed: still improving when "
+            f"training stopped, so these rows rank the models at this budget, not at convergence): "
+            f"{', '.join(models)}.")
 
 
 def merge_sections(old: str, new: str) -> str:
