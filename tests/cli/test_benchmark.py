@@ -242,3 +242,17 @@ def test_a_run_whose_best_epoch_is_the_last_of_its_budget_is_at_the_cap():
     assert not bm.at_epoch_cap(record(9, 10))       # early stopping ended it before the cap
     assert not bm.at_epoch_cap({"best_epoch": 2, "epochs_run": 3, "config": {}})
     assert "A, B" in bm.capped_line(["A", "B"])
+
+
+def test_models_still_improving_at_the_epoch_cap_are_named_in_the_report(world):
+    """With a one-epoch cap every run's best epoch is its last: the report says so for each model."""
+    tmp, common = world
+    suite = tmp / "capped.yaml"
+    suite.write_text("datasets:\n  tiny:\n    models: [BPR, LightGCN]\n    trials: 1\n    seeds: [1]\n"
+                     "    set: {epochs: 1, embedding_size: 8, eval_batch_size: 64, train_batch_size: 64}\n")
+    out = run("benchmark", *common, "--suite", str(suite))
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = pd.read_csv(tmp / "report" / "tiny.csv")
+    assert list(table["best epochs"].astype(str)) == ["1", "1"] and list(table["seeds at cap"]) == [1, 1]
+    line = bm.capped_line(list(table["model"]))
+    assert line in (tmp / "report" / "index.md").read_text() and line in (tmp / "report" / "tiny.md").read_text()
