@@ -230,8 +230,14 @@ def test_every_shipped_suite_resolves_every_model_it_names(suite):
         for model in entry.models:
             space = bm.resolve_label(model, name, bm.search_overrides(entry, {}, model))
             first = space.first()
-            for key, value in {**bm.split_label(model)[1], **entry.per_model.get(model, {})}.items():
-                assert getattr(first, key) == value, (suite, name, model, key)
+            own = {**bm.split_label(model)[1], **entry.per_model.get(model, {})}
+            for key, value in own.items():
+                if key == "hyper_parameters":            # a model's own grid keys (e.g. a rate search)
+                    assert list(space.grid) == value, (suite, name, model)
+                elif isinstance(value, list) and key in own.get("hyper_parameters", []):
+                    assert space.grid[key] == value, (suite, name, model, key)
+                else:
+                    assert getattr(first, key) == value, (suite, name, model, key)
 
 
 def test_a_run_whose_best_epoch_is_the_last_of_its_budget_is_at_the_cap():
@@ -256,3 +262,30 @@ def test_models_still_improving_at_the_epoch_cap_are_named_in_the_report(world):
     assert list(table["best epochs"].astype(str)) == ["1", "1"] and list(table["seeds at cap"]) == [1, 1]
     line = bm.capped_line(list(table["model"]))
     assert line in (tmp / "report" / "index.md").read_text() and line in (tmp / "report" / "tiny.md").read_text()
+
+
+def test_a_per_model_search_reports_in_the_suites_terms_whatever_trained_its_runs(world):
+    """A suite may pin a model's config and search other keys (``per_model`` with its own
+    ``hyper_parameters``, e.g. a learning rate). A run trained before by ``main.py -m`` with the same
+    config counts as the suite's (same run id), and the report describes every run by the suite's
+    keys: each searched rate is counted and the chosen one is in the config column."""
+    tmp, common = world
+    suite = tmp / "rates.yaml"
+    suite.write_text("datasets:\n  tiny:\n    models: [BPR]\n    trials: 2\n    seeds: [1]\n"
+                     "    set: {epochs: 2, embedding_size: 8, eval_batch_size: 64, train_batch_size: 64}\n"
+                     "    per_model: {BPR: {reg_weight: 0.001, learning_rate: [0.001, 0.01],"
+                     " hyper_parameters: [learning_rate]}}\n")
+    data, store = common[common.index("--set") + 1], common[common.index("--set") + 2]
+    run("-m", "BPR", "-d", "tiny", "--no-progress", "--set", data, store, "threads=1", "seed=1", "epochs=2",
+        "embedding_size=8", "eval_batch_size=64", "train_batch_size=64", "reg_weight=0.001", "learning_rate=0.01")
+    out = run("benchmark", *common[:common.index("--suite")], "--suite", str(suite),
+              *common[common.index("--suite") + 2:])
+    phases = json.loads((tmp / "report" / "phases.json").read_text())
+    search = next(p for p in phases if p["phase"] == "search")
+    assert (search["finished"], search["skipped"]) == (1, 1), out.stdout[-2000:]
+    row = pd.read_csv(tmp / "report" / "tiny.csv").iloc[0]
+    assert row["searched"] == 2
+    assert row["config"].startswith("learning_rate=0.0") and "reg_weight=0.001" in row["config"]
+    assert "2 of 2 configs (learning_rate)" in row["budget"]
+    assert not bm.under_settings({"config": {"learning_rate": 0.1}},
+                                 {"learning_rate": [0.001, 0.01], "hyper_parameters": ["learning_rate"]})

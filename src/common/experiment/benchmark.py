@@ -267,12 +267,19 @@ def chosen_runs(records: list[dict[str, Any]], entry: DatasetSuite) -> dict[str,
 
 # ----------------------------------------------------------------------------- report
 def under_settings(record: dict[str, Any], settings: dict[str, Any]) -> bool:
-    """Whether ``record`` ran under the suite's ``settings`` (its ``set`` and the command line's
-    overrides; keys of where and how runs execute aside), so that runs from an earlier budget of
-    the same dataset (e.g. another epoch cap) stay out of its report."""
-    config = record["config"]
-    return all(config.get(k, LATER_KEYS.get(k, v)) == v for k, v in settings.items()
-               if k not in EXECUTION_KEYS and k not in ("data_path", "label"))
+    """Whether ``record`` ran under the suite's ``settings`` (its ``set``, the model's ``per_model``
+    and the command line's overrides; keys of where and how runs execute aside), so that runs from
+    an earlier budget of the same dataset (e.g. another epoch cap) stay out of its report. A key the
+    settings' own ``hyper_parameters`` make a grid (a per_model search, e.g. of the learning rate)
+    matches any of its values."""
+    config, grid = record["config"], set(settings.get("hyper_parameters", ()))
+
+    def matches(k: str, v: Any) -> bool:
+        got = config.get(k, LATER_KEYS.get(k, v))
+        return got in v if k in grid and isinstance(v, list) else got == v
+
+    return all(matches(k, v) for k, v in settings.items()
+               if k not in EXECUTION_KEYS and k not in ("data_path", "label", "hyper_parameters"))
 
 
 def time_to_best(record: dict[str, Any]) -> float:
@@ -298,16 +305,21 @@ def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], 
     notes = df.attrs.get("notes", [])
     more, configs = [], {}
     for label, runs in chosen.items():
-        configs[label], text = budget(resolve_label(label, dataset, search_overrides(entry, extra, label)), entry)
-        searched = len({json.dumps(r["swept"], sort_keys=True, default=str) for r in records
-                        if r["label"] == label and r["seed"] == entry.seeds[0]})
+        space = resolve_label(label, dataset, search_overrides(entry, extra, label))
+        configs[label], text = budget(space, entry)
+        # in the suite's terms, however a run got into the store (the suite, or a train command with
+        # the same config): its search keys, then the keys the suite pins for this model
+        pinned = [k for k in entry.per_model.get(label, {}) if k not in space.grid and k != "hyper_parameters"]
+        searched = len({json.dumps({k: r["config"].get(k) for k in space.grid}, sort_keys=True, default=str)
+                        for r in records if r["label"] == label and r["seed"] == entry.seeds[0]})
         more.append({"model": label, "searched": searched,
+                     "config": ", ".join(f"{k}={runs[0]['config'].get(k)}" for k in [*space.grid, *pinned]),
                       "time to best s": float(np.mean([time_to_best(r) for r in runs])),
                       "epochs cap": runs[0]["config"].get("epochs"),
                       "best epochs": ", ".join(str(r.get("best_epoch", -1) + 1) for r in runs),
                       "seeds at cap": sum(at_epoch_cap(r) for r in runs),
                       "budget": text})
-    df = df.merge(pd.DataFrame(more), on="model", how="left")
+    df = df.drop(columns="config").merge(pd.DataFrame(more), on="model", how="left")
     if "recall@20" in df:
         df = df.sort_values("recall@20", ascending=False, kind="stable").reset_index(drop=True)
     df.attrs["notes"] = notes
