@@ -77,6 +77,7 @@ class RunConfig:
     cold_threshold: int = 10             # items with fewer train interactions are cold
     test_mask: Literal["train+valid", "train"] = DEFAULT_TEST_MASK  # items not ranked at test (train: MMRec's)
     negatives: Literal["all", "trained"] = "all"   # BPR negatives from every item (MMRec's) | items with train interactions
+    negative_popularity: float = 0.0     # share of BPR negatives drawn in proportion to the train degree
     hyper_parameters: list[str] = field(default_factory=list)
     results_dir: str = "saved"           # relative to the repository root
     cache_dir: str = "cache"             # relative to the repository root
@@ -93,6 +94,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.learning_rate > 0:  # "not >" also rejects NaN
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0.0 <= self.negative_popularity <= 1.0:
+            raise ValueError(f"negative_popularity must lie in [0, 1], got {self.negative_popularity}")
         for name in ("weight_decay", "threads", "cold_threshold"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -151,7 +154,7 @@ class SearchConfig:
 #: those runs keep their ids and group with new runs of the same config
 LATER_KEYS: dict[str, Any] = {"test_mask": DEFAULT_TEST_MASK, "degree_form": "bias", "motor_reg_weight": 0.0,
                               "learn_score_scale": False, "zero_untrained_id": False,
-                              "degree_floor": -1, "degree_floor_rule": "threshold", "negatives": "all",
+                              "degree_floor": -1, "degree_floor_rule": "threshold", "negatives": "all", "negative_popularity": 0.0,
                               "motor_graph_tokens": 0,
                               "motor_graph_factors": False, "motor_factor_dropout": 0.0}   # degree_form: MoToRec's
 

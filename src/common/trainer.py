@@ -153,7 +153,8 @@ class Trainer:
         self.optimizer = adam(self.model.parameters(), config.learning_rate, config.weight_decay)
         self.sampler = BPRSampler(dataset.train.users, dataset.train.items, dataset.n_items,
                                   config.train_batch_size, seed=config.seed, device=self.device,
-                                  negatives=config.negatives)
+                                  negatives=config.negatives,
+                                  popularity=config.negative_popularity)
 
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int) -> dict[str, float]:

@@ -31,15 +31,20 @@ class BPRSampler:
     max_redraws = 100
 
     def __init__(self, users: np.ndarray, items: np.ndarray, n_items: int, batch_size: int,
-                 seed: int, device: torch.device | str = "cpu", negatives: str = "all"):
+                 seed: int, device: torch.device | str = "cpu", negatives: str = "all",
+                 popularity: float = 0.0):
         """``negatives``: ``all`` draws them from every item, ``trained`` from the items in the train
-        interactions only (uniformly over those)."""
+        interactions only (uniformly over those). ``popularity``: the share of negatives drawn in
+        proportion to the item's train degree instead (the item of a random train interaction)."""
         self.users = np.asarray(users, dtype=np.int64)
         self.items = np.asarray(items, dtype=np.int64)
         self.n_items = n_items
         if negatives not in ("all", "trained"):
             raise ValueError(f"negatives must be all or trained, got {negatives!r}")
+        if not 0.0 <= popularity <= 1.0:
+            raise ValueError(f"negative popularity share must lie in [0, 1], got {popularity}")
         self.pool = np.unique(self.items) if negatives == "trained" else None
+        self.popularity = popularity
         self.batch_size = batch_size
         self.device = device
         self.rng = np.random.default_rng(seed)
@@ -68,8 +73,13 @@ class BPRSampler:
 
     def draw(self, n: int) -> np.ndarray:
         if self.pool is None:
-            return self.rng.integers(0, self.n_items, size=n)
-        return self.pool[self.rng.integers(0, len(self.pool), size=n)]
+            out = self.rng.integers(0, self.n_items, size=n)
+        else:
+            out = self.pool[self.rng.integers(0, len(self.pool), size=n)]
+        if self.popularity > 0:     # these in proportion to the train degree: items of random interactions
+            by_degree = self.rng.random(n) < self.popularity
+            out[by_degree] = self.items[self.rng.integers(0, len(self.items), size=int(by_degree.sum()))]
+        return out
 
     def __iter__(self) -> Iterator[Batch]:
         order = self.rng.permutation(len(self.users))

@@ -36,3 +36,21 @@ def test_trained_negatives_leave_items_without_train_interactions_out():
 def test_unknown_negatives_setting_is_an_error():
     with pytest.raises(ValueError, match="negatives must be all or trained"):
         BPRSampler(np.array([0]), np.array([0]), 2, 1, seed=0, negatives="popular")
+
+
+def test_popularity_negatives_follow_the_train_degree():
+    """``popularity`` 1: negatives in proportion to the train degree (items never trained are never
+    drawn, a popular item much more often than a rare one); 0: the uniform stream, draw for draw."""
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 300, 400)
+    items = np.where(np.arange(400) < 300, np.arange(400) % 3, 3 + np.arange(400) % 47)   # items 0-2: 100 each
+    draws = lambda pop, seed=0: np.concatenate(
+        [b.neg.numpy() for _ in range(20) for b in BPRSampler(users, items, 60, 64, seed=seed, popularity=pop)])
+    popular, uniform = draws(1.0), draws(0.0)
+    assert (popular < 50).all() and (uniform >= 50).any()           # items 50-59 have no train interaction
+    share = lambda n: np.isin(n, [0, 1, 2]).mean()
+    assert share(popular) > 0.5 and share(uniform) < 0.1             # 3 items with 75% of the interactions
+    plain = np.concatenate([b.neg.numpy() for _ in range(20) for b in BPRSampler(users, items, 60, 64, seed=0)])
+    assert np.array_equal(uniform, plain) and np.array_equal(draws(0.5, seed=4), draws(0.5, seed=4))
+    with pytest.raises(ValueError, match="popularity"):
+        BPRSampler(users, items, 60, 64, seed=0, popularity=1.5)
