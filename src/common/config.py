@@ -154,8 +154,8 @@ class SearchConfig:
 #: those runs keep their ids and group with new runs of the same config
 LATER_KEYS: dict[str, Any] = {"test_mask": DEFAULT_TEST_MASK, "degree_form": "bias", "motor_reg_weight": 0.0,
                               "learn_score_scale": False, "zero_untrained_id": False,
-                              "degree_floor": -1, "degree_floor_rule": "threshold", "negatives": "all", "negative_popularity": 0.0,
-                              "motor_graph_tokens": 0,
+                              "degree_floor": -1, "degree_floor_rule": "threshold", "negatives": "all",
+                              "negative_popularity": 0.0, "motor_graph_tokens": 0,
                               "motor_graph_factors": False, "motor_factor_dropout": 0.0}   # degree_form: MoToRec's
 
 

@@ -313,7 +313,7 @@ def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], 
         searched = len({json.dumps({k: r["config"].get(k) for k in space.grid}, sort_keys=True, default=str)
                         for r in records if r["label"] == label and r["seed"] == entry.seeds[0]})
         more.append({"model": label, "searched": searched,
-                     "config": ", ".join(f"{k}={runs[0]['config'].get(k)}" for k in [*space.grid, *pinned]),
+                      "config": ", ".join(f"{k}={runs[0]['config'].get(k)}" for k in [*space.grid, *pinned]),
                       "time to best s": float(np.mean([time_to_best(r) for r in runs])),
                       "epochs cap": runs[0]["config"].get("epochs"),
                       "best epochs": ", ".join(str(r.get("best_epoch", -1) + 1) for r in runs),
