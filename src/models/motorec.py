@@ -135,18 +135,21 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   0.0904 (p = 0.24), cold N@20 0.0215 -> 0.0252 (+0.0038, p < 1e-4), by bucket R@20 20+ items 0.5099
   -> 0.4823, 10-19 0.1602 -> 0.1868, 1-4 0.0483 -> 0.0578 (all p < 0.01); sports (15 epochs) valid
   0.0726 / 0.0753 / 0.0749 -> 0.0750 / 0.0747 / 0.0765, R@20 0.0493 -> 0.0493 (p = 0.94), N@20
-  0.0206 -> 0.0207 (p = 0.66), cold N@20 0.0033 -> 0.0044 (+0.0011, p < 1e-4). Unlike a higher floor
-  (above), it lifts degree 10-19 items too (scientific +0.0266, sports +0.0060, p < 1e-4) while only
-  the 20+ items give up hits. q = 0.5: scientific valid 0.2536 / 0.2471 / 0.2512 (a tie with 0 on
-  the mean), R@20 0.1913 (p = 0.18), N@20 0.0898 (p = 0.68), cold N@20 0.0295 (+0.0080, p < 1e-4;
-  VBPR, the benchmark's best cold model, 0.0291); sports valid 0.0739 / 0.0759 / 0.0752, R@20 0.0494
-  (p = 0.92), N@20 0.0207 (p = 0.61), cold N@20 0.0045 (+0.0012, p < 1e-4). q = 1 (scientific, seed
-  999): R@20 0.1443, cold N@20 0.0433: popularity still has to be learnt somewhere. It pays only
-  beside the degree term: at q = 0.5 (scientific, seed 999, each one's benchmark config) LightGCN
-  R@20 0.1774 -> 0.1743, cold N@20 0.0150 -> 0.0139; VBPR (no popularity term) 0.1609 -> 0.1419,
-  valid 0.2167 -> 0.1968, cold 0.0295 -> 0.0382. Valid prefers q = 0.25 on both datasets, so it is
-  the intended default for MoToRec; it stays 0 until the benchmark suites, whose MoToRec rows are
-  all at 0, are re-run with it (``--set negative_popularity=0.25`` meanwhile).
+  0.0206 -> 0.0207 (p = 0.66), cold N@20 0.0033 -> 0.0044 (+0.0011, p < 1e-4); strict item cold
+  start (scientific_cold, its benchmark config) valid 0.2125 / 0.2130 / 0.2126 -> 0.2127 / 0.2094 /
+  0.2135, R@20 0.1592 -> 0.1590 (p = 0.91), cold N@20 0.0402 -> 0.0424 (+0.0022, p = 0.003),
+  zero-shot N@20 0.0429 -> 0.0439 (p = 0.31). Unlike a higher floor (above), it lifts degree 10-19
+  items too (scientific +0.0266, sports +0.0060, p < 1e-4) while only the 20+ items give up hits. q
+  = 0.5: scientific valid 0.2536 / 0.2471 / 0.2512 (a tie with 0 on the mean), R@20 0.1913 (p =
+  0.18), N@20 0.0898 (p = 0.68), cold N@20 0.0295 (+0.0080, p < 1e-4; VBPR, the benchmark's best
+  cold model, 0.0291); sports valid 0.0739 / 0.0759 / 0.0752, R@20 0.0494 (p = 0.92), N@20 0.0207 (p
+  = 0.61), cold N@20 0.0045 (+0.0012, p < 1e-4). q = 1 (scientific, seed 999): R@20 0.1443, cold
+  N@20 0.0433: popularity still has to be learnt somewhere. It pays only beside the degree term: at
+  q = 0.5 (scientific, seed 999, each one's benchmark config) LightGCN R@20 0.1774 -> 0.1743, cold
+  N@20 0.0150 -> 0.0139; VBPR (no popularity term) 0.1609 -> 0.1419, valid 0.2167 -> 0.1968, cold
+  0.0295 -> 0.0382. Valid prefers q = 0.25 on both datasets, so it is the intended default for
+  MoToRec; it stays 0 until the benchmark suites, whose MoToRec rows are all at 0, are re-run with
+  it (``--set negative_popularity=0.25`` meanwhile).
 - Learned temperature (``learn_score_scale``), ours: the fused vectors have norm ``score_scale``, so
   content scores are bounded by score_scale^2 whatever the data; on sports (68% of the items below
   tau, 15 epochs) that bound underfits (BPR loss ~0.31, valid Recall@20 peaks at epoch 4) and the
