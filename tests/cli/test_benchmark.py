@@ -278,8 +278,7 @@ def test_a_per_model_search_reports_in_the_suites_terms_whatever_trained_its_run
     data, store = common[common.index("--set") + 1], common[common.index("--set") + 2]
     run("-m", "BPR", "-d", "tiny", "--no-progress", "--set", data, store, "threads=1", "seed=1", "epochs=2",
         "embedding_size=8", "eval_batch_size=64", "train_batch_size=64", "reg_weight=0.001", "learning_rate=0.01")
-    out = run("benchmark", *common[:common.index("--suite")], "--suite", str(suite),
-              *common[common.index("--suite") + 2:])
+    out = run("benchmark", *common, "--suite", str(suite))
     phases = json.loads((tmp / "report" / "phases.json").read_text())
     search = next(p for p in phases if p["phase"] == "search")
     assert (search["finished"], search["skipped"]) == (1, 1), out.stdout[-2000:]
