@@ -286,5 +286,6 @@ def test_a_per_model_search_reports_in_the_suites_terms_whatever_trained_its_run
     assert row["searched"] == 2
     assert row["config"].startswith("learning_rate=0.0") and "reg_weight=0.001" in row["config"]
     assert "2 of 2 configs (learning_rate)" in row["budget"]
+    assert "the suite's `per_model` one" in (tmp / "report" / "index.md").read_text()
     assert not bm.under_settings({"config": {"learning_rate": 0.1}},
                                  {"learning_rate": [0.001, 0.01], "hyper_parameters": ["learning_rate"]})

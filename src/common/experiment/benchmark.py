@@ -426,8 +426,11 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
 
     out_dir.mkdir(parents=True, exist_ok=True)
     suite_flag = "" if Path(suite.source).resolve() == DEFAULT_SUITE.resolve() else f" --suite {relative_to_root(suite.source)}"
+    own_grids = any("hyper_parameters" in v for _, entry in datasets.values() for v in entry.per_model.values())
+    grid = ("its grid (the suite's `per_model` one where it gives a model one, else its YAML's)" if own_grids
+            else "its YAML grid")
     index = ["# Benchmark report", "",
-             f"Suite: `{relative_to_root(suite.source)}`. Each model: random search over its YAML grid with the budget "
+             f"Suite: `{relative_to_root(suite.source)}`. Each model: random search over {grid} with the budget "
              "shown, on the first seed; the best config by **valid** Recall@20 then on every seed; "
              "test metrics of that config, mean ± std over seeds. Test ranking masks each user's "
              "train and valid items (`test_mask`, see README).", ""]
