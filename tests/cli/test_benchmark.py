@@ -3,6 +3,7 @@ budget, the report files, resume after the fact, and the strict item cold-start 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import yaml
 
 from src.common.config import ConfigError
 from src.common.experiment import benchmark as bm
-from src.common.experiment.results import ResultsStore
+from src.common.experiment.results import ResultsStore, run_id_for
 from tests.cli.test_cli import run
 
 
@@ -289,3 +290,36 @@ def test_a_per_model_search_reports_in_the_suites_terms_whatever_trained_its_run
     assert "the suite's `per_model` one" in (tmp / "report" / "index.md").read_text()
     assert not bm.under_settings({"config": {"learning_rate": 0.1}},
                                  {"learning_rate": [0.001, 0.01], "hyper_parameters": ["learning_rate"]})
+
+
+def test_runs_of_an_earlier_default_stay_out_of_the_report(world):
+    """A store outlives a change of a model's defaults: runs of another default (here BPR's chosen
+    config with another ``negative_popularity``, made better on valid) are not the suite's, which
+    trains the current default's configs only, and must not be reported as its."""
+    tmp, common = world
+    assert run("benchmark", *common).returncode == 0
+    before = pd.read_csv(tmp / "report" / "tiny.csv").set_index("model")
+    store = ResultsStore(tmp / "saved", "tiny")
+    other = {"data_path": str(tmp / "data"), "epochs": 3, "embedding_size": 8, "eval_batch_size": 64,
+             "train_batch_size": 64, "negative_popularity": 0.5}
+    space = bm.resolve_label("BPR", "tiny", other)
+    chosen = {r["seed"]: (p, r) for p, r in store.entries() if r["label"] == "BPR" and
+              ", ".join(f"{k}={r['config'][k]}" for k in space.grid) == before.loc["BPR", "config"]}
+    assert set(chosen) == {1, 2}
+    for seed, (path, record) in chosen.items():
+        config = space.config_at({k: record["config"][k] for k in space.grid}, seed)
+        stale = path.parent / run_id_for(config, record["fingerprint"])
+        shutil.copytree(path, stale)
+        (stale / "result.json").write_text(json.dumps(
+            {**record, "run_id": stale.name, "best_epoch": 98, "config": {**record["config"], "negative_popularity": 0.5},
+             "valid": {**record["valid"], "recall@20": 1.0}}))
+    assert len([r for r in store.records() if r["label"] == "BPR"]) == 5   # 2 configs, 1 more seed, 2 stale
+    only = run("benchmark", *common, "--report-only")
+    assert only.returncode == 0, only.stderr[-2000:]
+    after = pd.read_csv(tmp / "report" / "tiny.csv").set_index("model")
+    assert after.loc["BPR", "best epochs"] == before.loc["BPR", "best epochs"] != "99, 99"
+    assert after.loc["BPR", "searched"] == before.loc["BPR", "searched"] == 2
+    # with that default (on the command line) those runs are the suite's, and valid prefers them
+    only = run("benchmark", *common, "negative_popularity=0.5", "--report-only")
+    assert only.returncode == 0, only.stderr[-2000:]
+    assert pd.read_csv(tmp / "report" / "tiny.csv").set_index("model").loc["BPR", "best epochs"] == "99, 99"

@@ -42,8 +42,8 @@ from src.common.config import EXECUTION_KEYS, LATER_KEYS, ConfigError, coerce, l
 from src.common.paths import CONFIG_DIR, relative_to_root
 from src.common.recommender import get_model_class, model_names, resolve
 from src.common.storage import atomic_write_json, atomic_write_text
-from src.common.experiment.results import (ResultsStore, best_per_label, group_by_config, significance_markdown,
-                                           significance_table)
+from src.common.experiment.results import (ResultsStore, best_per_label, group_by_config, run_id_for,
+                                           significance_markdown, significance_table)
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +282,21 @@ def under_settings(record: dict[str, Any], settings: dict[str, Any]) -> bool:
                if k not in EXECUTION_KEYS and k not in ("data_path", "label", "hyper_parameters"))
 
 
+def from_space(record: dict[str, Any], space, fingerprint: str) -> bool:
+    """Whether the model's search space as the suite resolves it today (YAML defaults, suite and
+    command-line overrides) would train exactly this run: same run id at the run's grid point and
+    seed. Runs of an earlier default stay in the store (and resume nothing) but out of the report:
+    a model whose default changed is reported from the runs of its new default only."""
+    point = {k: record["config"].get(k) for k in space.grid}
+    if any(v not in space.grid[k] for k, v in point.items()):
+        return False
+    try:
+        config = space.config_at(point, record["seed"])
+    except ConfigError:
+        return False
+    return run_id_for(config, fingerprint) == record.get("run_id")
+
+
 def time_to_best(record: dict[str, Any]) -> float:
     """Seconds of training until the best epoch (epochs up to it x seconds per epoch)."""
     return float((record.get("best_epoch", 0) + 1) * record.get("seconds_per_epoch", float("nan")))
@@ -438,9 +453,16 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
         config = resolve(None, name, extra).first()
         store = ResultsStore(config.results_dir, name)
         fingerprint = fingerprint_files(dataset_files(config).sources)
+        spaces = {}
+        for label in entry.models:
+            try:
+                spaces[label] = resolve_label(label, name, search_overrides(entry, extra, label))
+            except ConfigError:   # reported as not run (run.errors) when the suite tried it
+                continue
         records = [r for r in store.records(fingerprint)
-                   if r["label"] in entry.models
-                   and under_settings(r, {**entry.set, **entry.per_model.get(r["label"], {}), **extra})]
+                   if r["label"] in spaces
+                   and under_settings(r, {**entry.set, **entry.per_model.get(r["label"], {}), **extra})
+                   and from_space(r, spaces[r["label"]], fingerprint)]
         if not records:   # e.g. a cold variant asked for in --report-only before its runs
             index += [f"## {title}", "", f"Not run yet: `python main.py benchmark{suite_flag} -d "
                       f"{name.removesuffix('_cold')}{' --cold' if name.endswith('_cold') else ''}` trains it.", ""]
