@@ -124,7 +124,7 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   scientific config, floor 11; valid R@20 / test R@20 / cold N@20): 0.2574 / 0.1960 / 0.0209
   against 0.2581 / 0.1974 / 0.0206 without.
 - Negatives by popularity (``negative_popularity``, a trainer option of every model; 0 = uniform,
-  MMRec's and still the default). With uniform negatives a cold item is drawn as a negative as often
+  MMRec's and every other model's default; MoToRec's YAML sets 0.25). With uniform negatives a cold item is drawn as a negative as often
   as a popular one but is almost never a positive, so the embeddings learn popularity themselves,
   next to the degree term meant to carry it (whose floor bounds it for cold items). Drawing a share
   q of the negatives in proportion to the train degree (the item of a random train interaction)
@@ -147,9 +147,8 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   N@20 0.0433: popularity still has to be learnt somewhere. It pays only beside the degree term: at
   q = 0.5 (scientific, seed 999, each one's benchmark config) LightGCN R@20 0.1774 -> 0.1743, cold
   N@20 0.0150 -> 0.0139; VBPR (no popularity term) 0.1609 -> 0.1419, valid 0.2167 -> 0.1968, cold
-  0.0295 -> 0.0382. Valid prefers q = 0.25 on both datasets, so it is the intended default for
-  MoToRec; it stays 0 until the benchmark suites, whose MoToRec rows are all at 0, are re-run with
-  it (``--set negative_popularity=0.25`` meanwhile).
+  0.0295 -> 0.0382. Valid prefers q = 0.25 on both datasets, so it is MoToRec's default (the
+  benchmark suites re-ran MoToRec with it; ``--set negative_popularity=0`` for the earlier runs).
 - Learned temperature (``learn_score_scale``), ours: the fused vectors have norm ``score_scale``, so
   content scores are bounded by score_scale^2 whatever the data; on sports (68% of the items below
   tau, 15 epochs) that bound underfits (BPR loss ~0.31, valid Recall@20 peaks at epoch 4) and the
