@@ -93,6 +93,12 @@ def test_suite_runs_both_phases_writes_the_report_and_resumes(world):
     one = run("benchmark", *common, "-m", "BPR")
     assert one.returncode == 0, one.stderr[-3000:]
     assert sorted(pd.read_csv(tmp / "report" / "tiny.csv")["model"]) == ["BPR", "LightGCN"]
+    # ... and phases.json keeps what earlier commands ran for the others (and --report-only all of it)
+    for args in ((), ("--report-only",)):
+        assert not args or run("benchmark", *common, *args).returncode == 0
+        kept = json.loads((tmp / "report" / "phases.json").read_text())
+        assert sorted((p["model"], p["phase"]) for p in kept) == sorted(
+            (m, ph) for m in ("BPR", "LightGCN") for ph in ("search", "seeds")), args
     # the report of a cold variant that has not run says so instead of an empty table
     only = run("benchmark", *common, "--report-only", "--cold")
     assert only.returncode == 0, only.stderr[-3000:]

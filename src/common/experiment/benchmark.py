@@ -527,8 +527,20 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
     if (out_dir / "index.md").exists():    # a command for some datasets keeps the others' sections
         text = merge_sections((out_dir / "index.md").read_text(), text)
     path = atomic_write_text(out_dir / "index.md", text)
-    atomic_write_json(out_dir / "phases.json", [dataclasses.asdict(p) for p in run.phases])
+    atomic_write_json(out_dir / "phases.json", merge_phases(out_dir / "phases.json", run.phases))
     return path
+
+
+def merge_phases(path: Path, phases: list[Phase]) -> list[dict[str, Any]]:
+    """The phases this command ran, after the earlier ones of the (dataset, model) pairs it did not
+    run: like the index, a command for some datasets or models (or ``--report-only``) keeps the rest."""
+    try:
+        old = json.loads(path.read_text()) if path.exists() else []
+    except json.JSONDecodeError:
+        old = []
+    ran = {(p.dataset, p.model) for p in phases}
+    return [p for p in old if isinstance(p, dict) and (p.get("dataset"), p.get("model")) not in ran] + \
+        [dataclasses.asdict(p) for p in phases]
 
 
 def capped_line(models: list[str]) -> str:
