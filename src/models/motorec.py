@@ -124,9 +124,10 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   scientific config, floor 11; valid R@20 / test R@20 / cold N@20): 0.2574 / 0.1960 / 0.0209
   against 0.2581 / 0.1974 / 0.0206 without.
 - Negatives by popularity (``negative_popularity``, a trainer option of every model; 0 = uniform,
-  MMRec's and every other model's default; MoToRec's YAML sets 0.25). With uniform negatives a cold item is drawn as a negative as often
-  as a popular one but is almost never a positive, so the embeddings learn popularity themselves,
-  next to the degree term meant to carry it (whose floor bounds it for cold items). Drawing a share
+  MMRec's and every other model's default; MoToRec's YAML sets 0.25). With uniform negatives a cold
+  item is drawn as a negative as often as a popular one but is almost never a positive, so the
+  embeddings learn popularity themselves, next to the degree term meant to carry it (whose floor
+  bounds it for cold items). Drawing a share
   q of the negatives in proportion to the train degree (the item of a random train interaction)
   makes an item a negative about as often as it is a positive: the embeddings learn preference net
   of popularity, and popularity is left to the explicit, floored term. Benchmark configs, 3 seeds,

@@ -317,8 +317,8 @@ def test_runs_of_an_earlier_default_stay_out_of_the_report(world):
         stale = path.parent / run_id_for(config, record["fingerprint"])
         shutil.copytree(path, stale)
         (stale / "result.json").write_text(json.dumps(
-            {**record, "run_id": stale.name, "best_epoch": 98, "config": {**record["config"], "negative_popularity": 0.5},
-             "valid": {**record["valid"], "recall@20": 1.0}}))
+            {**record, "run_id": stale.name, "best_epoch": 98, "valid": {**record["valid"], "recall@20": 1.0},
+             "config": {**record["config"], "negative_popularity": 0.5}}))
     assert len([r for r in store.records() if r["label"] == "BPR"]) == 5   # 2 configs, 1 more seed, 2 stale
     only = run("benchmark", *common, "--report-only")
     assert only.returncode == 0, only.stderr[-2000:]
