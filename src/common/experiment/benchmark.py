@@ -310,17 +310,18 @@ def at_epoch_cap(record: dict[str, Any]) -> bool:
     return cap is not None and ran == cap and record.get("best_epoch") == ran - 1
 
 
-def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], dataset: str,
-                  entry: DatasetSuite, extra: dict[str, Any], records: list[dict[str, Any]]) -> pd.DataFrame:
+def dataset_table(store: ResultsStore, chosen: dict[str, list[dict[str, Any]]], entry: DatasetSuite,
+                  spaces: dict[str, Any], records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per model: means ± std over seeds, 95% CI and significance marks per metric column
-    (:func:`significance_table`), best config, speed and budget."""
+    (:func:`significance_table`), best config, speed and budget; ``spaces``: each model's search
+    space on this dataset, as the report resolved it."""
     df = significance_table([r for runs in chosen.values() for r in runs], store, REPORT_METRICS)
     if df.empty:
         return df
     notes = df.attrs.get("notes", [])
     more, configs = [], {}
     for label, runs in chosen.items():
-        space = resolve_label(label, dataset, search_overrides(entry, extra, label))
+        space = spaces[label]
         configs[label], text = budget(space, entry)
         # in the suite's terms, however a run got into the store (the suite, or a train command with
         # the same config): its search keys, then the keys the suite pins for this model
@@ -468,7 +469,7 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
                       f"{name.removesuffix('_cold')}{' --cold' if name.endswith('_cold') else ''}` trains it.", ""]
             continue
         chosen = chosen_runs(records, entry)
-        df = dataset_table(store, chosen, name, entry, extra, records)
+        df = dataset_table(store, chosen, entry, spaces, records)
         if df.empty:
             index += [f"## {title}", "", "no finished runs", ""]
             continue
