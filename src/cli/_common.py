@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from src.common.config import ConfigError, RunConfig, load_yaml, parse_override
+from src.common.config import ConfigError, RunConfig, default_label, load_yaml, parse_override
+from src.common.experiment.results import departures, describe_departures
 from src.common.paths import CONFIG_DIR
+from src.common.recommender import resolve
 
 
 def add_model_dataset(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
@@ -50,3 +52,32 @@ def split_results_dir(overrides: dict) -> tuple[str, dict]:
     """(results_dir, the other overrides) of a command that reads saved runs."""
     rest = dict(overrides)
     return str(rest.pop("results_dir", None) or default_results_dir()), rest
+
+
+
+class Today:
+    """A dataset's models as today's defaults resolve them (their YAML's values and grid, plus the
+    command's ``overrides``), to tell a stored run from one the same command would train now: a store
+    outlives default changes, and a leaderboard or comparison that picked such runs should say so."""
+
+    def __init__(self, dataset: str, overrides: dict):
+        self.dataset, self.overrides, self._spaces = dataset, overrides, {}
+
+    def note(self, record: dict) -> str:
+        """'' when today's defaults could have trained ``record``, else what differs, e.g.
+        'negative_popularity=0.0 (today 0.25)'. Runs under a label of their own (e.g. an ablation
+        variant) differ by design and give ''."""
+        rep = record["config"].get("item_representation", "id")
+        if record["label"] != default_label(argparse.Namespace(model=record["model"], item_representation=rep)):
+            return ""
+        key = (record["model"], rep)
+        if key not in self._spaces:
+            try:
+                self._spaces[key] = resolve(record["model"], self.dataset, {**self.overrides, "item_representation": rep})
+            except ConfigError:      # e.g. a model no longer registered, a key no longer declared
+                self._spaces[key] = None
+        space = self._spaces[key]
+        return describe_departures(departures(record, space)) if space is not None else ""
+
+    def current(self, record: dict) -> bool:
+        return not self.note(record)

@@ -15,7 +15,7 @@ import pandas as pd
 from src.cli._common import overrides_of
 from src.common.recommender import resolve
 from src.common.data.dataset import load_dataset
-from src.common.experiment.results import ResultsStore, best_per_label, markdown_table
+from src.common.experiment.results import ResultsStore, best_per_label, departures, describe_departures, markdown_table
 from src.common.experiment.search import run_search
 from src.common.experiment.stats import ALPHA, holm, paired_difference, seed_averaged, seed_summary
 
@@ -39,8 +39,6 @@ VARIANTS = {
 #: seeds of every variant unless ``--set seed=...`` is given (one seed's noise hid the ablation's effects)
 SEEDS = [999, 1, 2]
 
-BOOKKEEPING = {"seed", "threads", "show_progress", "device", "results_dir", "cache_dir", "save_checkpoint", "label"}
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("-d", "--dataset", required=True)
@@ -55,10 +53,15 @@ def base_point(dataset, overrides: dict) -> dict:
     to the first value of each grid list when the grid has not been run."""
     space = resolve("MoToRec", dataset.name, overrides)
     first = space.first()
-    records = [r for r in ResultsStore(first.results_dir, dataset.name).records(dataset.fingerprint)
-               if r["model"] == "MoToRec" and r["label"] == "MoToRec"
-               and all(r["config"].get(k) == v for k, v in overrides.items()
-                       if k not in space.grid and k not in BOOKKEEPING)]
+    stored = [r for r in ResultsStore(first.results_dir, dataset.name).records(dataset.fingerprint)
+              if r["model"] == "MoToRec" and r["label"] == "MoToRec"]
+    # only runs today's search (YAML defaults and grid, the command's --set) could have made: a run
+    # of an earlier default is not the full model the variants are compared with
+    records = [r for r in stored if not departures(r, space)]
+    if len(records) < len(stored):
+        old = best_per_label([r for r in stored if departures(r, space)])["MoToRec"][0]
+        logger.info("leaving out %d MoToRec run(s) of other settings than today's, e.g. %s", len(stored) - len(records),
+                    describe_departures(departures(old, space)))
     if records:
         best = next(iter(best_per_label(records).values()))[0]
         logger.info("base config: best MoToRec run %s (%s)", best["run_id"], best["swept"])

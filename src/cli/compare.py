@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from src.cli._common import overrides_of, split_results_dir
+from src.cli._common import Today, overrides_of, split_results_dir
 from src.common.config import DEFAULT_TEST_MASK, ConfigError, test_mask_of
 from src.common.data.dataset import DataError, dataset_files, fingerprint_files
 from src.common.eval.per_user import load_per_user
@@ -33,16 +33,20 @@ def add_arguments(parser) -> None:
                         help="a leaderboard label (its best config, all seeds); twice, with -d")
     parser.add_argument("-d", "--dataset", help="the dataset of --label (runs know their own)")
     parser.add_argument("--metrics", default="recall@20,ndcg@20", help="default recall@20,ndcg@20")
+    parser.add_argument("--current", action="store_true",
+                        help="--label: choose only among runs today's defaults (and --set) would train")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="results_dir=... to read another results store; test_mask=train for "
-                             "--label runs ranked with only train items masked")
+                        help="results_dir=... to read another results store; data_path=... where the dataset "
+                             "lives; test_mask=train for --label runs ranked with only train items masked; "
+                             "with --current, any key (the settings today's runs have)")
 
 
 class Side:
-    """One side of the comparison: its name, records and per-user files (one per seed)."""
+    """One side of the comparison: its name, records and per-user files (one per seed), and for a
+    label's best config what in it today's defaults would not train (``stale``, '' if nothing)."""
 
-    def __init__(self, name: str, records: list[dict], run_dirs: list[Path]):
-        self.name, self.records = name, records
+    def __init__(self, name: str, records: list[dict], run_dirs: list[Path], stale: str = ""):
+        self.name, self.records, self.stale = name, records, stale
         self.per_user = []
         for run_dir in run_dirs:
             loaded = load_per_user(run_dir)
@@ -60,11 +64,14 @@ class Side:
 def run(args) -> int:
     results_dir, rest = split_results_dir(overrides_of(args))
     test_mask = rest.pop("test_mask", DEFAULT_TEST_MASK)
-    if rest:
-        raise ConfigError(f"compare: only results_dir and test_mask can be set, not {', '.join(rest)}")
+    where = {"data_path": rest.pop("data_path")} if "data_path" in rest else {}
+    if rest and not args.current:
+        raise ConfigError(f"compare: only results_dir, data_path and test_mask can be set (other keys with "
+                          f"--current: the settings today's runs have), not {', '.join(rest)}")
     if args.runs and args.label or len(args.runs or args.label) != 2:
         raise ConfigError("compare: give exactly two --run (A then B) or exactly two --label (with -d)")
-    sides = _by_run(args.runs, results_dir) if args.runs else _by_label(args.label, args.dataset, results_dir, test_mask)
+    sides = _by_run(args.runs, results_dir) if args.runs else _by_label(args.label, args.dataset, results_dir, test_mask,
+                                                                          {**where, **rest}, args.current)
     a, b = sides
     masks = {test_mask_of(r["config"]) for s in sides for r in s.records}
     if len(masks) > 1:
@@ -86,6 +93,9 @@ def run(args) -> int:
     dataset = a.records[0]["dataset"]
     print(f"## {dataset}: B - A, paired over the test users both were evaluated on\n")
     print(f"A = {a.name}\nB = {b.name}\n")
+    for letter, side in (("A", a), ("B", b)):
+        if side.stale:
+            print(f"{letter}'s config is not what today's defaults would train: {side.stale}\n")
     print(markdown_table(pd.DataFrame(rows)))
     print("\nA, B: the mean metric over the row's users (each user's value averaged over a side's seeds); "
           "B-A: mean of the per-user differences with its 95% t interval; p: two-sided paired t-test, "
@@ -111,29 +121,39 @@ def _by_run(runs: list[str], results_dir: str) -> list[Side]:
     return sides
 
 
-def _by_label(labels: list[str], dataset: str | None, results_dir: str, test_mask: str) -> list[Side]:
+def _by_label(labels: list[str], dataset: str | None, results_dir: str, test_mask: str,
+              settings: dict | None = None, current: bool = False) -> list[Side]:
+    """Each label's best config by valid (``current``: among the runs today's defaults and ``settings``
+    would train), all its seeds."""
     if not dataset:
         raise ConfigError("compare --label needs -d <dataset>")
     store = ResultsStore(results_dir, dataset)
-    records = [r for r in store.records(_current_fingerprint(dataset)) if test_mask_of(r["config"]) == test_mask]
+    settings = {"test_mask": test_mask, "results_dir": results_dir, **(settings or {})}
+    records = [r for r in store.records(_current_fingerprint(dataset, settings.get("data_path")))
+               if test_mask_of(r["config"]) == test_mask]
+    today = Today(dataset, settings)
+    if current:
+        records = [r for r in records if today.current(r)]
     sides = []
     for label in labels:
         mine = [r for r in records if r["label"].lower() == label.lower()]
         if not mine:
             known = sorted({r["label"] for r in records})
-            raise ConfigError(f"compare: no finished run labelled {label!r} on {dataset} with test_mask={test_mask} "
+            raise ConfigError(f"compare: no finished run labelled {label!r} on {dataset} with test_mask={test_mask}"
+                              f"{' that today' + chr(39) + 's defaults would train' if current else ''} "
                               f"in {store.root}; "
                               f"labels there: {', '.join(known) or 'none'}")
         runs = next(iter(best_per_label(mine).values()))
         config = ", ".join(f"{k}={v}" for k, v in runs[0]["swept"].items()) or "as in YAML"
         name = f"{runs[0]['label']} best config ({config}), {len(runs)} seed(s)"
-        sides.append(Side(name, runs, [store.root / r["model"] / r["run_id"] for r in runs]))
+        sides.append(Side(name, runs, [store.root / r["model"] / r["run_id"] for r in runs], today.note(runs[0])))
     return sides
 
 
-def _current_fingerprint(dataset: str) -> str | None:
+def _current_fingerprint(dataset: str, data_path: str | None = None) -> str | None:
     """The content hash of the dataset's files now (None when they are not on disk: every run counts)."""
     try:
-        return fingerprint_files(dataset_files(resolve(None, dataset).first()).sources)
+        where = {"data_path": data_path} if data_path else {}
+        return fingerprint_files(dataset_files(resolve(None, dataset, where).first()).sources)
     except (ConfigError, DataError):
         return None

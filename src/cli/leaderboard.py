@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 
-from src.cli._common import models_of, overrides_of
+from src.cli._common import Today, models_of, overrides_of
 from src.common.recommender import resolve
 from src.common.data.dataset import dataset_files, fingerprint_files
 from src.common.config import test_mask_of
-from src.common.experiment.results import (LEADERBOARD_METRICS, ResultsStore, significance_markdown,
-                                           significance_table)
+from src.common.experiment.results import (LEADERBOARD_METRICS, ResultsStore, best_per_label,
+                                           significance_markdown, significance_table)
 from src.common.storage import atomic_write_text
 
 HELP = "print the best config of every model on a dataset as a markdown table and write a CSV"
@@ -20,6 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("-m", "--model", help="only these models (comma-separated)")
     parser.add_argument("--metrics", default=",".join(LEADERBOARD_METRICS),
                         help=f"test metrics to show, overall and cold (default {','.join(LEADERBOARD_METRICS)})")
+    parser.add_argument("--current", action="store_true",
+                        help="rank only runs today's defaults (and --set) would train, not those of earlier defaults")
     parser.add_argument("--out", help="CSV path (default <results_dir>/<dataset>/leaderboard.csv)")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="e.g. results_dir=... to read another results store")
@@ -40,6 +42,11 @@ def run(args) -> int:
                     "--set test_mask=... to see them)", len(current) - len(same_protocol),
                     "/".join(sorted({test_mask_of(r["config"]) for r in current} - {config.test_mask})),
                     config.test_mask)
+    today = Today(args.dataset, overrides_of(args))
+    if args.current:
+        kept = [r for r in same_protocol if today.current(r)]
+        logger.info("--current: leaving out %d run(s) today's defaults would not train", len(same_protocol) - len(kept))
+        same_protocol = kept
     metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
     table = significance_table(same_protocol, store, metrics, models=models_of(args) or None)
     if table.empty:
@@ -52,5 +59,12 @@ def run(args) -> int:
     print(f"## {args.dataset}: best config per model by valid {config.valid_metric}; test metrics with "
           f"{config.test_mask} items masked (cold = items with < {config.cold_threshold} train interactions)\n")
     print(significance_markdown(shown))
+    stale = {label: note for label, runs in best_per_label(same_protocol).items()
+             if label in set(table["model"]) and (note := today.note(runs[0]))}
+    if stale:
+        print("\nRows whose chosen config today's defaults (and this command's --set) would not train: the "
+              "store keeps runs of earlier defaults and of other --set values (--current ranks only today's):")
+        for label, note in stale.items():
+            print(f"- {label}: {note}")
     print(f"\nCSV: {out}")
     return 0

@@ -687,11 +687,11 @@ class _MMRecKeys:
                 "unsupported": [f"{w}: {k}" for w, keys in self.unsupported.items() for k in keys]}
 
 
-def inactive_keys(values: Mapping[str, Any]) -> set[str]:
+def inactive_keys(values: Mapping[str, Any], later: bool = True) -> set[str]:
     """Keys whose values do not change what a run with ``values`` computes (each section says which,
-    e.g. MOTOR's settings in a run with ID embeddings), and ``LATER_KEYS`` at the value runs from
-    before them used: left out of run ids and of config groups."""
-    out = {k for k, old in LATER_KEYS.items() if values.get(k, old) == old}
+    e.g. MOTOR's settings in a run with ID embeddings), and (``later``) ``LATER_KEYS`` at the value
+    runs from before them used: left out of run ids and of config groups."""
+    out = {k for k, old in LATER_KEYS.items() if values.get(k, old) == old} if later else set()
     for section in _SECTIONS.values():
         if hasattr(section, "inactive_keys"):
             out |= section.inactive_keys(values)

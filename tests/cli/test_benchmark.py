@@ -329,3 +329,29 @@ def test_runs_of_an_earlier_default_stay_out_of_the_report(world):
     only = run("benchmark", *common, "negative_popularity=0.5", "--report-only")
     assert only.returncode == 0, only.stderr[-2000:]
     assert pd.read_csv(tmp / "report" / "tiny.csv").set_index("model").loc["BPR", "best epochs"] == "99, 99"
+
+    # leaderboard and compare choose over the whole store: they name what departs from today's
+    # defaults in the config they picked, and with --current choose among today's runs only
+    today = [f"data_path={tmp / 'data'}", f"results_dir={tmp / 'saved'}", "epochs=3", "embedding_size=8",
+             "eval_batch_size=64", "train_batch_size=64"]
+    for path, record in store.entries():    # the tiny world saturates valid: make the stale runs the best
+        if record["label"] == "BPR" and record["config"].get("negative_popularity", 0.0) == 0.0:
+            (path / "result.json").write_text(json.dumps({**record, "valid": {**record["valid"], "recall@20": 0.5}}))
+    board = run("leaderboard", "-d", "tiny", "--out", str(tmp / "lb.csv"), "--set", *today)
+    assert board.returncode == 0, board.stderr[-2000:]
+    notes = [line for line in board.stdout.splitlines() if line.startswith("- ")]
+    assert notes == ["- BPR: negative_popularity=0.5 (today 0.0)"], board.stdout[-3000:] + board.stderr[-2000:]
+    assert pd.read_csv(tmp / "lb.csv").set_index("model").loc["BPR", "valid recall@20"] == 1.0
+    board = run("leaderboard", "-d", "tiny", "--current", "--out", str(tmp / "lb.csv"), "--set", *today)
+    assert board.returncode == 0 and "- BPR" not in board.stdout
+    assert pd.read_csv(tmp / "lb.csv").set_index("model").loc["BPR", "valid recall@20"] == 0.5
+    pair = run("compare", "-d", "tiny", "--label", "LightGCN", "--label", "BPR", "--set", *today[:2])
+    assert pair.returncode == 0, pair.stderr[-2000:]
+    notes = {line[0]: line for line in pair.stdout.splitlines() if "config is not what today's" in line}
+    # without the suite's settings on the command line both differ in them, B also in its negatives
+    assert "epochs=3 (today 1000)" in notes["A"] and "negative_popularity" not in notes["A"]
+    assert "epochs=3 (today 1000)" in notes["B"] and "negative_popularity=0.5 (today 0.0)" in notes["B"]
+    pair = run("compare", "-d", "tiny", "--label", "LightGCN", "--label", "BPR", "--current", "--set", *today)
+    assert pair.returncode == 0 and "config is not what" not in pair.stdout
+    bad = run("compare", "-d", "tiny", "--label", "LightGCN", "--label", "BPR", "--set", *today, check=False)
+    assert bad.returncode == 2 and "with --current" in bad.stderr

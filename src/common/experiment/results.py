@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from src.common.config import EXECUTION_KEYS, default_label, inactive_keys
+from src.common.config import EXECUTION_KEYS, LATER_KEYS, default_label, inactive_keys
 from src.common.eval.per_user import load_per_user
 from src.common.experiment.stats import ALPHA, seed_averaged, seed_summary, tie_marks
 from src.common.paths import ROOT, from_root
@@ -170,6 +170,43 @@ def group_by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[
         key = (r["label"], json.dumps(cfg, sort_keys=True, default=str))
         groups.setdefault(key, []).append(r)
     return groups
+
+
+#: config keys that name or file a run rather than set what it computes
+BOOKKEEPING_KEYS = frozenset({"seed", "label", "hyper_parameters", "save_checkpoint", "save_topk", "data_path"})
+
+
+def departures(record: dict[str, Any], space) -> dict[str, tuple[Any, Any]]:
+    """Where a stored run's config differs from what ``space`` (its model's search space as resolved
+    today: the YAML's defaults and grid, plus the command's overrides) would train:
+    ``{key: (the run's value, today's)}``, empty for a run today's search could have made. A swept
+    key departs only when its value is outside today's grid; keys of where and how runs execute,
+    bookkeeping, and keys that change nothing in either config (e.g. MOTOR's under ID embeddings)
+    aside. Runs from before a key existed count at the value they used (``LATER_KEYS``); a key the
+    record lacks otherwise is not judged. E.g. MoToRec runs from before ``negative_popularity``
+    became 0.25 depart with ``{"negative_popularity": (0.0, 0.25)}``."""
+    today = space.first().to_dict()
+    values = {**LATER_KEYS, **record["config"]}
+    skip = EXECUTION_KEYS | BOOKKEEPING_KEYS | inactive_keys(values, later=False) | inactive_keys(today, later=False)
+    out = {}
+    for key, now in today.items():
+        if key in skip or key not in values:
+            continue
+        ran = values[key]
+        if key in space.grid:
+            if ran not in space.grid[key]:
+                out[key] = (ran, space.grid[key])
+        elif ran != now:
+            out[key] = (ran, now)
+    return out
+
+
+def describe_departures(found: dict[str, tuple[Any, Any]]) -> str:
+    """``negative_popularity=0.0 (today 0.25), n_layers=3 (today's grid [1, 2])``."""
+    def today(now: Any) -> str:
+        return f"today's grid {now}" if isinstance(now, list) else f"today {now}"
+
+    return ", ".join(f"{k}={ran} ({today(now)})" for k, (ran, now) in sorted(found.items()))
 
 
 def best_per_label(records: list[dict[str, Any]], valid_metric: str | None = None) -> dict[str, list[dict]]:
