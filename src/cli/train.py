@@ -12,7 +12,7 @@ from src.common.recommender import get_model_class, resolve
 from src.common.data.dataset import load_dataset
 from src.common.experiment.executors import executor_for
 from src.common.config import test_mask_of
-from src.common.experiment.results import ResultsStore, significance_markdown, significance_table
+from src.common.experiment.results import ResultsStore, departures, significance_markdown, significance_table
 from src.common.experiment.stats import seed_summary
 from src.common.experiment.runs import ensure_test_topk
 from src.common.experiment.search import DATA_KEYS, check_space, run_search
@@ -53,7 +53,11 @@ def run(args) -> int:
         first = spaces[0].first()
         ds = next(iter(datasets.values()))
         store = ResultsStore(first.results_dir, first.dataset)
-        records = [r for r in store.records(ds.fingerprint) if test_mask_of(r["config"]) == first.test_mask]
+        # the runs this command's search spaces cover (trained now or found finished), not the
+        # store's runs of earlier defaults or other --set values (``leaderboard`` shows those too)
+        space_of = {space.first().model: space for space in spaces}
+        records = [r for r in store.records(ds.fingerprint) if test_mask_of(r["config"]) == first.test_mask
+                   and r["model"] in space_of and not departures(r, space_of[r["model"]])]
         print(f"\n## {first.dataset}: best config per model (by valid {first.valid_metric}), test metrics "
               f"({first.test_mask} items masked)\n")
         table = significance_table(records, store, models=models)

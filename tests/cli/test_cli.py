@@ -1,4 +1,5 @@
 """The commands a user types, run end to end on the shipped data."""
+import json
 import re
 import subprocess
 import sys
@@ -29,6 +30,18 @@ def test_train_prints_table_and_leaderboard_lists_models(tmp_path):
     assert "cold/recall@20" in board.stdout
     assert "Holm" in board.stdout and re.search(r"\d\* \|", board.stdout)  # a column's best row is marked
     assert (tmp_path / "scientific" / "leaderboard.csv").exists()
+    # the store keeps runs of other settings: the leaderboard names what differs, --current leaves them out
+    assert "- LightGCN: epochs=3 (today 1000)" in board.stdout and "- BPR: epochs=2 (today 1000)" in board.stdout
+    assert run("leaderboard", "-d", "scientific", "--current", "--set", f"results_dir={tmp_path}",
+               check=False).returncode == 1                  # no run at today's defaults
+    # a multi-model command's table ranks the runs it covers, not better-on-valid ones of other settings
+    for path in (tmp_path / "scientific").glob("*/*/result.json"):
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "valid": {**record["valid"], "recall@20": 1.0}}))
+    out = run("-m", "BPR,LightGCN", "-d", "scientific", "--set", f"results_dir={tmp_path}", "threads=1", "epochs=1",
+              "n_layers=1", "reg_weight=0.1", "--no-progress").stdout
+    rows = [line for line in out.splitlines() if line.startswith(("| BPR |", "| LightGCN |"))]
+    assert len(rows) == 2 and not any("| 1.0000 |" in row for row in rows)
 
 
 def test_unknown_key_is_a_one_line_error_listing_valid_keys():
