@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from src.common.config import ConfigError, RunConfig, default_label, load_yaml, parse_override
+from src.common.config import ConfigError, RunConfig, default_label, load_yaml, parse_override, schema_for
 from src.common.experiment.results import departures, describe_departures
 from src.common.paths import CONFIG_DIR
-from src.common.recommender import resolve
+from src.common.recommender import get_model_class, model_names, resolve
 
 
 def add_model_dataset(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
@@ -55,6 +55,19 @@ def split_results_dir(overrides: dict) -> tuple[str, dict]:
 
 
 
+def reading_overrides(overrides: dict) -> dict:
+    """The ``--set`` keys every model declares (run and dataset keys), for a command that reads
+    stored runs of any model and resolves only the dataset; a model's own keys (e.g. ``reg_weight``,
+    the settings :class:`Today` compares runs with) are checked to belong to some model."""
+    shared = set(schema_for(None).keys)
+    known = shared.union(*(schema_for(get_model_class(m)).keys for m in model_names()))
+    unknown = [k for k in overrides if k not in known]
+    if unknown:
+        raise ConfigError(f"--set: unknown config key(s) {', '.join(map(repr, unknown))}: no model declares "
+                          f"them; every key of a model: python main.py keys -m <model>")
+    return {k: v for k, v in overrides.items() if k in shared}
+
+
 class Today:
     """A dataset's models as today's defaults resolve them (their YAML's values and grid, plus the
     command's ``overrides``), to tell a stored run from one the same command would train now: a store
@@ -73,7 +86,9 @@ class Today:
         key = (record["model"], rep)
         if key not in self._spaces:
             try:
-                self._spaces[key] = resolve(record["model"], self.dataset, {**self.overrides, "item_representation": rep})
+                declared = schema_for(get_model_class(record["model"])).keys
+                mine = {k: v for k, v in self.overrides.items() if k in declared}
+                self._spaces[key] = resolve(record["model"], self.dataset, {**mine, "item_representation": rep})
             except ConfigError:      # e.g. a model no longer registered, a key no longer declared
                 self._spaces[key] = None
         space = self._spaces[key]

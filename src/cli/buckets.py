@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 
-from src.cli._common import models_of, overrides_of
+from src.cli._common import Today, models_of, overrides_of, reading_overrides
 from src.common.recommender import resolve
 from src.common.data.dataset import load_dataset
 from src.common.eval.evaluator import degree_buckets
 from src.common.plots import plot_buckets
-from src.common.experiment.results import ResultsStore, bucket_table, markdown_table
+from src.common.experiment.results import ResultsStore, best_per_label, bucket_table, markdown_table
 from src.common.storage import atomic_write_text
 
 HELP = ("test Recall/NDCG per item-degree bucket (0, 1-4, 5-9, 10-19, 20+ train interactions) of "
@@ -22,6 +22,8 @@ def add_arguments(parser) -> None:
                         help="model(s), comma-separated; every label of each (e.g. LightGCN and "
                              "MOTOR-LightGCN) is shown")
     parser.add_argument("--metrics", default="recall@20,ndcg@20", help="test metrics (default recall@20,ndcg@20)")
+    parser.add_argument("--current", action="store_true",
+                        help="choose only among runs today's defaults (and --set) would train")
     parser.add_argument("--out", help="PNG path (default <results_dir>/<dataset>/buckets-<models>.png); "
                                       "a CSV is written beside it")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
@@ -29,13 +31,17 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    config = resolve(None, args.dataset, overrides_of(args)).first()
+    config = resolve(None, args.dataset, reading_overrides(overrides_of(args))).first()
     dataset = load_dataset(config)
     buckets = degree_buckets(dataset.item_degree)
     store = ResultsStore(config.results_dir, args.dataset)
     metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
     models = models_of(args)
-    table, labels = bucket_table(store.records(dataset.fingerprint), list(buckets), metrics, models)
+    records = store.records(dataset.fingerprint)
+    today = Today(args.dataset, overrides_of(args))
+    if args.current:
+        records = [r for r in records if today.current(r)]
+    table, labels = bucket_table(records, list(buckets), metrics, models)
     if not labels:
         print(f"no finished runs of {', '.join(models)} with degree-bucket metrics in {store.root}; "
               f"train one with python main.py -m {models[0]} -d {args.dataset}")
@@ -48,5 +54,9 @@ def run(args) -> int:
     print(f"## {args.dataset}: test metrics by the item's train interactions (best config per label by "
           f"valid {config.valid_metric}; 'test users' = users with a test item in the bucket)\n")
     print(markdown_table(table))
+    stale = {label: note for label, runs in best_per_label([r for r in records if r["label"] in labels]).items()
+             if (note := today.note(runs[0]))}
+    for label, note in stale.items():
+        print(f"\n{label}'s chosen config is not what today's defaults would train (--current: only theirs): {note}")
     print(f"\nPNG: {out}\nCSV: {csv}")
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from src.cli._common import Today, overrides_of, split_results_dir
+from src.cli._common import Today, overrides_of, reading_overrides, split_results_dir
 from src.common.config import DEFAULT_TEST_MASK, ConfigError, test_mask_of
 from src.common.data.dataset import DataError, dataset_files, fingerprint_files
 from src.common.eval.per_user import load_per_user
@@ -65,6 +65,7 @@ def run(args) -> int:
     results_dir, rest = split_results_dir(overrides_of(args))
     test_mask = rest.pop("test_mask", DEFAULT_TEST_MASK)
     where = {"data_path": rest.pop("data_path")} if "data_path" in rest else {}
+    reading_overrides(rest)      # every key must belong to some model
     if rest and not args.current:
         raise ConfigError(f"compare: only results_dir, data_path and test_mask can be set (other keys with "
                           f"--current: the settings today's runs have), not {', '.join(rest)}")

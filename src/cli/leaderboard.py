@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from src.cli._common import Today, models_of, overrides_of
+from src.cli._common import Today, models_of, overrides_of, reading_overrides
 from src.common.recommender import resolve
 from src.common.data.dataset import dataset_files, fingerprint_files
 from src.common.config import test_mask_of
@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    config = resolve(None, args.dataset, overrides_of(args)).first()
+    config = resolve(None, args.dataset, reading_overrides(overrides_of(args))).first()
     store = ResultsStore(config.results_dir, args.dataset)
     fingerprint = fingerprint_files(dataset_files(config).sources)
     records = store.records()

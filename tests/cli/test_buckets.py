@@ -45,3 +45,12 @@ def test_buckets_command_compares_id_and_motor(tmp_path, capsys):
     assert main(["leaderboard", "-d", "scientific", "--set", f"results_dir={tmp_path}"]) == 0
     board = capsys.readouterr().out
     assert "| BPR |" in board and "| MOTOR-BPR |" in board
+    # both runs had epochs=1 (and MOTOR-BPR a codebook of 16): the commands say so; --current keeps none
+    assert "- BPR: epochs=1 (today 1000)" in board and "- MOTOR-BPR: epochs=1 (today 1000), pq_codebook_size=16" in board
+    assert main(["buckets", "-d", "scientific", "-m", "BPR", "--set", f"results_dir={tmp_path}"]) == 0
+    assert "BPR's chosen config is not what today's defaults would train" in capsys.readouterr().out
+    assert main(["buckets", "-d", "scientific", "-m", "BPR", "--current", "--set", f"results_dir={tmp_path}"]) == 1
+    assert main(["buckets", "-d", "scientific", "-m", "BPR", "--current", "--set", f"results_dir={tmp_path}",
+                 "epochs=1", "reg_weight=0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "| BPR recall@20 |" in out and "MOTOR-BPR" not in out      # MOTOR-BPR's codebook is not today's
