@@ -54,7 +54,6 @@ def split_results_dir(overrides: dict) -> tuple[str, dict]:
     return str(rest.pop("results_dir", None) or default_results_dir()), rest
 
 
-
 def reading_overrides(overrides: dict) -> dict:
     """The ``--set`` keys every model declares (run and dataset keys), for a command that reads
     stored runs of any model and resolves only the dataset; a model's own keys (e.g. ``reg_weight``,

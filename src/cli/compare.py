@@ -140,10 +140,9 @@ def _by_label(labels: list[str], dataset: str | None, results_dir: str, test_mas
         mine = [r for r in records if r["label"].lower() == label.lower()]
         if not mine:
             known = sorted({r["label"] for r in records})
+            which = " that today's defaults would train" if current else ""
             raise ConfigError(f"compare: no finished run labelled {label!r} on {dataset} with test_mask={test_mask}"
-                              f"{' that today' + chr(39) + 's defaults would train' if current else ''} "
-                              f"in {store.root}; "
-                              f"labels there: {', '.join(known) or 'none'}")
+                              f"{which} in {store.root}; labels there: {', '.join(known) or 'none'}")
         runs = next(iter(best_per_label(mine).values()))
         config = ", ".join(f"{k}={v}" for k, v in runs[0]["swept"].items()) or "as in YAML"
         name = f"{runs[0]['label']} best config ({config}), {len(runs)} seed(s)"
