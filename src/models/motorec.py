@@ -260,20 +260,19 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   before the feature residual the token sum alone was 0.0039 behind it on sports, p < 1e-4): the
   codes do not beat continuous features on cold items on either dataset.
   Strict item cold start (scientific, 20% of the items never trained, BPR negatives from trained
-  items only, ``negatives: trained``; the floor is the cold threshold under either rule; measured with
-  uniform negatives, before ``negative_popularity`` 0.25 was the default): the codes
-  do not beat the continuous variant there either (cold N@20 0.0402 vs 0.0399 without RQ-VAE, p = 1;
-  zero-shot 0.0429 vs 0.0416, p = 0.55; R@20 +0.0055 without them, p = 0.11). CL (zero-shot
-  -0.0159), FR (-0.0070), L0 (-0.0054), the hybrid fusion (-0.0042) and sparsity (-0.0034; cold
-  -0.0022) help on the held-out items (p < 0.05 after Holm over 8 variants); ARA and IG make no
-  significant difference. The same ablation with every item a candidate negative (``negatives:
+  items only, ``negatives: trained``; the floor is the cold threshold under either rule; today's
+  defaults): the codes do not beat the continuous variant there either (cold N@20 0.0424 vs 0.0421
+  without RQ-VAE, zero-shot 0.0439 vs 0.0436, R@20 +0.0035 without them, all n.s.). CL (zero-shot
+  -0.0138), L0 (-0.0042), the hybrid fusion (-0.0031) and ARA (cold -0.0028) help on the held-out
+  items (p < 0.05 after Holm over 8 variants); sparsity, FR and IG make no significant difference
+  (with uniform negatives FR, -0.0070, and sparsity, -0.0034, had helped and ARA had made no
+  significant difference). The same ablation with every item a candidate negative (``negatives:
   all``, the variant's protocol before) had the codes far ahead (cold 0.0315 vs 0.0212, zero-shot
   0.0273 vs 0.0126, p < 1e-4): drawn only as never-positive negatives, the held-out items were
   pushed down, and the continuous encoder (trained by BPR) could single them out where codes shared
   with trained items could not; the advantage was that leak's. Other strict cold start numbers in
   this docstring (``zero_untrained_id``, ``knn_k``, ``item_content``) were measured with
   ``negatives: all`` (sports' variant, one seed, all -> trained: zero-shot N@20 0.0002 -> 0.0013).
-  The sparsity term changes no ranking on scientific or sports, where nearly every item is trained.
 """
 from __future__ import annotations
 
