@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from src.common.config import ConfigError, RunConfig, default_label, load_yaml, parse_override, schema_for
-from src.common.experiment.results import departures, describe_departures
+from src.common.experiment.results import best_per_label, departures, describe_departures
 from src.common.paths import CONFIG_DIR
 from src.common.recommender import get_model_class, model_names, resolve
 
@@ -95,3 +95,9 @@ class Today:
 
     def current(self, record: dict) -> bool:
         return not self.note(record)
+
+    def notes(self, records: list[dict], labels) -> dict[str, str]:
+        """For each of ``labels`` whose best config by valid among ``records`` today's defaults would
+        not train: what differs (the lines a leaderboard or bucket table prints under itself)."""
+        chosen = best_per_label([r for r in records if r["label"] in set(labels)])
+        return {label: note for label, runs in chosen.items() if (note := self.note(runs[0]))}

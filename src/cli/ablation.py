@@ -57,11 +57,12 @@ def base_point(dataset, overrides: dict) -> dict:
               if r["model"] == "MoToRec" and r["label"] == "MoToRec"]
     # only runs today's search (YAML defaults and grid, the command's --set) could have made: a run
     # of an earlier default is not the full model the variants are compared with
-    records = [r for r in stored if not departures(r, space)]
+    differs = {r["run_id"]: departures(r, space) for r in stored}
+    records = [r for r in stored if not differs[r["run_id"]]]
     if len(records) < len(stored):
-        old = best_per_label([r for r in stored if departures(r, space)])["MoToRec"][0]
+        old = best_per_label([r for r in stored if differs[r["run_id"]]])["MoToRec"][0]
         logger.info("leaving out %d MoToRec run(s) of other settings than today's, e.g. %s", len(stored) - len(records),
-                    describe_departures(departures(old, space)))
+                    describe_departures(differs[old["run_id"]]))
     if records:
         best = next(iter(best_per_label(records).values()))[0]
         logger.info("base config: best MoToRec run %s (%s)", best["run_id"], best["swept"])

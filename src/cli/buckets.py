@@ -8,7 +8,7 @@ from src.common.recommender import resolve
 from src.common.data.dataset import load_dataset
 from src.common.eval.evaluator import degree_buckets
 from src.common.plots import plot_buckets
-from src.common.experiment.results import ResultsStore, best_per_label, bucket_table, markdown_table
+from src.common.experiment.results import ResultsStore, bucket_table, markdown_table
 from src.common.storage import atomic_write_text
 
 HELP = ("test Recall/NDCG per item-degree bucket (0, 1-4, 5-9, 10-19, 20+ train interactions) of "
@@ -54,9 +54,7 @@ def run(args) -> int:
     print(f"## {args.dataset}: test metrics by the item's train interactions (best config per label by "
           f"valid {config.valid_metric}; 'test users' = users with a test item in the bucket)\n")
     print(markdown_table(table))
-    stale = {label: note for label, runs in best_per_label([r for r in records if r["label"] in labels]).items()
-             if (note := today.note(runs[0]))}
-    for label, note in stale.items():
+    for label, note in today.notes(records, labels).items():
         print(f"\n{label}'s chosen config is not what today's defaults would train (--current: only theirs): {note}")
     print(f"\nPNG: {out}\nCSV: {csv}")
     return 0

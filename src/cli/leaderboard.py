@@ -7,8 +7,8 @@ from src.cli._common import Today, models_of, overrides_of, reading_overrides
 from src.common.recommender import resolve
 from src.common.data.dataset import dataset_files, fingerprint_files
 from src.common.config import test_mask_of
-from src.common.experiment.results import (LEADERBOARD_METRICS, ResultsStore, best_per_label,
-                                           significance_markdown, significance_table)
+from src.common.experiment.results import (LEADERBOARD_METRICS, ResultsStore, significance_markdown,
+                                           significance_table)
 from src.common.storage import atomic_write_text
 
 HELP = "print the best config of every model on a dataset as a markdown table and write a CSV"
@@ -59,8 +59,7 @@ def run(args) -> int:
     print(f"## {args.dataset}: best config per model by valid {config.valid_metric}; test metrics with "
           f"{config.test_mask} items masked (cold = items with < {config.cold_threshold} train interactions)\n")
     print(significance_markdown(shown))
-    stale = {label: note for label, runs in best_per_label(same_protocol).items()
-             if label in set(table["model"]) and (note := today.note(runs[0]))}
+    stale = today.notes(same_protocol, table["model"])
     if stale:
         print("\nRows whose chosen config today's defaults (and this command's --set) would not train: the "
               "store keeps runs of earlier defaults and of other --set values (--current ranks only today's):")
