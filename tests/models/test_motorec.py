@@ -12,7 +12,7 @@ from src.common.recommender import resolve
 from src.common.data.dataset import Dataset
 from src.common.data.sampler import BPRSampler
 from src.common.trainer import Trainer, build_model
-from src.models.motorec import code_churn, principal_basis, rarity_weights
+from src.models.motorec import HybridFusion, code_churn, principal_basis, rarity_weights
 
 from tests.conftest import checkerboard
 
@@ -149,6 +149,25 @@ def test_fusion_switch_selects_the_branches(fusion, has_concat, has_attn):
     assert (model.fusion.attn is not None) == has_attn
 
 
+def test_fusion_join_concat_scores_content_and_id_in_separate_coordinates():
+    """concat: e = [e_c; g * id], so <e_u, e_i> = <e_c,u, e_c,i> + <g_u id_u, g_i id_i>: an item's ID
+    channel never meets the user's content part (sum: e_c + g * id, the paper's, mixes them)."""
+    torch.manual_seed(0)
+    rows = torch.randn(6, 3 * 8)
+    changed = rows.clone()
+    changed[:, :8] = torch.randn(6, 8)              # another ID channel, same content channels
+    joined = HybridFusion(8, 2, 0.5, scale=0.0, join="concat")
+    summed = HybridFusion(8, 2, 0.5, scale=0.0, join="sum")
+    summed.load_state_dict(joined.state_dict())
+    a, b = joined(rows), joined(changed)
+    assert a.shape == (6, 16) and torch.equal(a[:, :8], b[:, :8]) and not torch.allclose(a[:, 8:], b[:, 8:])
+    assert torch.allclose(summed(rows), a[:, :8] + a[:, 8:])
+    model, parts = loss_parts(small_config(fusion_join="concat", degree_bias=True))
+    assert model.fusion.join == "concat" and all(torch.isfinite(v) for v in parts.values())
+    users, items = model.forward()
+    assert users.shape[1] == items.shape[1] == 2 * 16 + 1          # [content; id] + the degree column
+
+
 def test_single_modality_fuses_one_channel():
     model, parts = loss_parts(small_config(), checkerboard(modalities=("text",)))
     assert model.modalities == ["text"] and model.user_emb.weight.shape[1] == 2 * 16
@@ -181,7 +200,7 @@ def test_new_items_are_scored_from_features_alone():
     model = trainer.model
     model.eval()
     codes, vectors = model.new_item_vectors(new_features)
-    assert codes["image"].shape == (2, 2) and vectors.shape == (2, 16)
+    assert codes["image"].shape == (2, 2) and vectors.shape == (2, 2 * 16)      # [content; ID] (fusion_join concat)
     users, _ = model.cached_forward()
     top = torch.topk(vectors @ users.T, 10, dim=1).indices
     for row, parity in zip(top, parities):
@@ -195,9 +214,11 @@ def test_new_items_are_scored_from_features_alone():
         model.new_item_vectors({"image": new_features["image"]})
 
 
-@pytest.mark.parametrize("zero_untrained_id, feature_residual, max_dim",
-                         [(True, "linear", 512), (False, "linear", 512), (True, "off", 512), (True, "linear", 4)])
-def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zero_untrained_id, feature_residual, max_dim):
+@pytest.mark.parametrize("zero_untrained_id, feature_residual, max_dim, join",
+                         [(True, "linear", 512, "sum"), (False, "linear", 512, "sum"), (True, "off", 512, "sum"),
+                          (True, "linear", 4, "sum"), (True, "linear", 512, "concat")])
+def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zero_untrained_id, feature_residual,
+                                                                              max_dim, join):
     """An item in the catalogue but never in training has an ID row that only ever met the loss as a
     sampled negative; with ``zero_untrained_id`` it has no ID channel and gets exactly the vector a
     brand-new item with its features gets (same codes, content x0, degree floor)."""
@@ -210,7 +231,8 @@ def test_a_catalogue_item_without_train_interactions_is_scored_as_a_new_item(zer
                             cold_threshold=3, n_items=32)
     assert ds.n_items == 32 and (ds.item_degree[untrained] == 0).all()
     trainer = Trainer(small_config(learning_rate=0.01, zero_untrained_id=zero_untrained_id,
-                                   feature_residual=feature_residual, residual_max_dim=max_dim, seed=0), ds)
+                                   feature_residual=feature_residual, residual_max_dim=max_dim, fusion_join=join,
+                                   seed=0), ds)
     for epoch in range(5):
         trainer.train_epoch(epoch)
     model = trainer.model.eval()
