@@ -168,6 +168,13 @@ def test_fusion_join_concat_scores_content_and_id_in_separate_coordinates():
     assert users.shape[1] == items.shape[1] == 2 * 16 + 1          # [content; id] + the degree column
 
 
+def test_cl_items_uniform_contrasts_trained_items():
+    ds = checkerboard()
+    model, parts = loss_parts(small_config(cl_items="uniform"), ds)
+    assert torch.equal(model.trained_items, torch.as_tensor(ds.item_degree > 0).nonzero().flatten())
+    assert torch.isfinite(parts["cl"]) and parts["cl"] > 0
+
+
 def test_single_modality_fuses_one_channel():
     model, parts = loss_parts(small_config(), checkerboard(modalities=("text",)))
     assert model.modalities == ["text"] and model.user_emb.weight.shape[1] == 2 * 16
