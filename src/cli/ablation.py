@@ -1,5 +1,6 @@
 """``python main.py ablation -d <dataset>``: the MoToRec ablation table (full, w/o RQ-VAE, w/o ARA,
-w/o Sparsity, w/o CL, w/o HF, w/o FR: our feature residual off, and w/o IG: our item-item graph off), each variant trained from the
+w/o Sparsity, w/o CL, w/o HF; of ours w/o FR: the feature residual off, w/o IG: the item-item graph off, w/o L0: items'
+content at the layer mean, and w/o CJ: the ID channel summed into the content, as printed), each variant trained from the
 full model's best grid point with three seeds (``--set seed=...`` to change them) and reported as
 mean ± sample std over the seeds, with each variant's paired difference from the full model
 (per-user test values averaged over the seeds, paired t-test over the test users, Holm-corrected
@@ -33,6 +34,7 @@ VARIANTS = {
     "MoToRec w/o FR": {"feature_residual": "off"},   # ours: the paper's token sum alone, no feature residual
     "MoToRec w/o IG": {"knn_k": 0},   # ours: no item-item (feature kNN) graph on the ID channel
     "MoToRec w/o L0": {"item_content": "propagated"},   # ours: items' content channels at the layer mean, as printed
+    "MoToRec w/o CJ": {"fusion_join": "sum"},   # ours: ID channel added to the fused content, as printed (not concatenated)
 }
 
 

@@ -266,7 +266,7 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   every item (``propagated``: x0 / (L + 1), what LightGCN gives an isolated node).
 - Ablations: ``use_rqvae: false`` feeds the encoder output z_e (trained by BPR) to the content
   channels, with no quantiser, decoder or L_rq; ``use_ara``/``use_sparsity``/``use_cl`` drop their
-  part; ``fusion: concat|attention`` sets alpha 1|0; ``feature_residual: off``, ``knn_k: 0`` and ``item_content: propagated`` remove ours.
+  part; ``fusion: concat|attention`` sets alpha 1|0; ``feature_residual: off``, ``knn_k: 0``, ``item_content: propagated`` and ``fusion_join: sum`` remove ours.
   Measured (3 seeds, paired over users, Holm-corrected over the 8 variants; tables in the README),
   at today's defaults (popularity negatives, the floor rule): scientific (R@20 0.1977, cold N@20
   0.0252): CL helps cold items (-> 0.0214 without it, p < 1e-4) and the item-item graph overall
