@@ -287,11 +287,12 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   codes do not beat continuous features on cold items on either dataset.
   Strict item cold start (scientific, 20% of the items never trained, BPR negatives from trained
   items only, ``negatives: trained``; the floor is the cold threshold under either rule; today's
-  defaults): the codes do not beat the continuous variant there either (cold N@20 0.0424 vs 0.0421
-  without RQ-VAE, zero-shot 0.0439 vs 0.0436, R@20 +0.0035 without them, all n.s.). CL (zero-shot
-  -0.0138), L0 (-0.0042), the hybrid fusion (-0.0031) and ARA (cold -0.0028) help on the held-out
-  items (p < 0.05 after Holm over 8 variants); sparsity, FR and IG make no significant difference
-  (with uniform negatives FR, -0.0070, and sparsity, -0.0034, had helped and ARA had made no
+  defaults, 9 variants): the codes do not beat the continuous variant there either (cold N@20 0.0430
+  vs 0.0440 without RQ-VAE, zero-shot 0.0467 vs 0.0464, n.s.). CL (cold -0.0095, zero-shot -0.0111)
+  and L0 (zero-shot -0.0048) help on the held-out items and the concatenated join overall R@20
+  (-0.0081), p < 0.05 after Holm; ARA, sparsity, the hybrid fusion, FR and IG make no significant
+  difference (under ``sum`` ARA, cold -0.0028, and the hybrid fusion, -0.0031 zero-shot, had helped;
+  with uniform negatives FR, -0.0070, and sparsity, -0.0034, had helped and ARA had made no
   significant difference). The same ablation with every item a candidate negative (``negatives:
   all``, the variant's protocol before) had the codes far ahead (cold 0.0315 vs 0.0212, zero-shot
   0.0273 vs 0.0126, p < 1e-4): drawn only as never-positive negatives, the held-out items were
