@@ -99,5 +99,6 @@ class Today:
     def notes(self, records: list[dict], labels) -> dict[str, str]:
         """For each of ``labels`` whose best config by valid among ``records`` today's defaults would
         not train: what differs (the lines a leaderboard or bucket table prints under itself)."""
-        chosen = best_per_label([r for r in records if r["label"] in set(labels)])
+        wanted = set(labels)
+        chosen = best_per_label([r for r in records if r["label"] in wanted])
         return {label: note for label, runs in chosen.items() if (note := self.note(runs[0]))}
