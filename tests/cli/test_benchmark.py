@@ -355,3 +355,40 @@ def test_runs_of_an_earlier_default_stay_out_of_the_report(world):
     assert pair.returncode == 0 and "config is not what" not in pair.stdout
     bad = run("compare", "-d", "tiny", "--label", "LightGCN", "--label", "BPR", "--set", *today, check=False)
     assert bad.returncode == 2 and "with --current" in bad.stderr
+
+
+def test_a_grid_point_the_suites_random_search_does_not_draw_stays_out_of_the_report(world):
+    """A grid that grows (a value added to a key) changes the points the suite's random search
+    draws; runs of points an earlier draw visited are still in the grid and in the store, but
+    counting them would give that model more trials than the suite's budget."""
+    from src.common.experiment.strategies import random_points
+    tmp, common = world
+    assert run("benchmark", *common).returncode == 0
+    before = pd.read_csv(tmp / "report" / "tiny.csv").set_index("model")
+    settings = {"data_path": str(tmp / "data"), "epochs": 3, "embedding_size": 8, "eval_batch_size": 64,
+                "train_batch_size": 64}
+    space = bm.resolve_label("BPR", "tiny", {**settings, "search": "random", "n_trials": 2, "seed": 1})
+    drawn = random_points(space, 2, 1)
+    assert len(drawn) == 2 < space.n_points
+    undrawn = next(p for p in space.points() if p not in drawn)
+    store = ResultsStore(tmp / "saved", "tiny")
+    entries = [(p, r) for p, r in store.entries() if r["label"] == "BPR"]
+    assert len({json.dumps({k: r["config"][k] for k in space.grid}) for _, r in entries}) == 2
+    for seed in (1, 2):          # a complete, better-on-valid config at a point the search never drew
+        path, record = next((p, r) for p, r in entries if r["seed"] == seed)
+        config = space.config_at(undrawn, seed)
+        other = path.parent / run_id_for(config, record["fingerprint"])
+        shutil.copytree(path, other)
+        (other / "result.json").write_text(json.dumps(
+            {**record, "run_id": other.name, "best_epoch": 98, "valid": {**record["valid"], "recall@20": 1.0},
+             "config": {**record["config"], **undrawn}}))
+    only = run("benchmark", *common, "--report-only")
+    assert only.returncode == 0, only.stderr[-2000:]
+    after = pd.read_csv(tmp / "report" / "tiny.csv").set_index("model")
+    assert after.loc["BPR", "best epochs"] == before.loc["BPR", "best epochs"] != "99, 99"
+    assert after.loc["BPR", "searched"] == 2 and after.loc["BPR", "config"] == before.loc["BPR", "config"]
+    # the same runs are the suite's when its budget covers the whole grid (valid saturates in this
+    # tiny world, so which config wins a tie is not the point: that the point is counted is)
+    only = run("benchmark", *common, "--trials", str(space.n_points), "--report-only")
+    assert only.returncode == 0, only.stderr[-2000:]
+    assert pd.read_csv(tmp / "report" / "tiny.csv").set_index("model").loc["BPR", "searched"] == 3

@@ -42,6 +42,7 @@ from src.common.config import EXECUTION_KEYS, LATER_KEYS, ConfigError, coerce, l
 from src.common.paths import CONFIG_DIR, relative_to_root
 from src.common.recommender import get_model_class, model_names, resolve
 from src.common.storage import atomic_write_json, atomic_write_text
+from src.common.experiment.strategies import random_points
 from src.common.experiment.results import (ResultsStore, best_per_label, group_by_config, run_id_for,
                                            significance_markdown, significance_table)
 
@@ -282,13 +283,18 @@ def under_settings(record: dict[str, Any], settings: dict[str, Any]) -> bool:
                if k not in EXECUTION_KEYS and k not in ("data_path", "label", "hyper_parameters"))
 
 
-def from_space(record: dict[str, Any], space, fingerprint: str) -> bool:
+def from_space(record: dict[str, Any], space, fingerprint: str, drawn: list[dict[str, Any]] | None = None) -> bool:
     """Whether the model's search space as the suite resolves it today (YAML defaults, suite and
     command-line overrides) would train exactly this run: same run id at the run's grid point and
-    seed. Runs of an earlier default stay in the store (and resume nothing) but out of the report:
-    a model whose default changed is reported from the runs of its new default only."""
+    seed, and (``drawn``: the points of the suite's random search) a point that search visits.
+    Runs of an earlier default stay in the store (and resume nothing) but out of the report: a model
+    whose default changed is reported from the runs of its new default only, and a model whose grid
+    changed from the points its search draws today only (a point of an earlier draw that is still in
+    the grid would otherwise add a trial to the budget)."""
     point = {k: record["config"].get(k) for k in space.grid}
     if any(v not in space.grid[k] for k, v in point.items()):
+        return False
+    if drawn is not None and point not in drawn:     # == on values: 2 and 2.0 are one point
         return False
     try:
         config = space.config_at(point, record["seed"])
@@ -460,10 +466,11 @@ def write_report(suite: Suite, run: SuiteRun, extra: dict[str, Any], out_dir: Pa
                 spaces[label] = resolve_label(label, name, search_overrides(entry, extra, label))
             except ConfigError:   # reported as not run (run.errors) when the suite tried it
                 continue
+        drawn = {label: random_points(space, entry.trials, entry.seeds[0]) for label, space in spaces.items()}
         records = [r for r in store.records(fingerprint)
                    if r["label"] in spaces
                    and under_settings(r, {**entry.set, **entry.per_model.get(r["label"], {}), **extra})
-                   and from_space(r, spaces[r["label"]], fingerprint)]
+                   and from_space(r, spaces[r["label"]], fingerprint, drawn[r["label"]])]
         if not records:   # e.g. a cold variant asked for in --report-only before its runs
             index += [f"## {title}", "", f"Not run yet: `python main.py benchmark{suite_flag} -d "
                       f"{name.removesuffix('_cold')}{' --cold' if name.endswith('_cold') else ''}` trains it.", ""]

@@ -63,13 +63,20 @@ class RandomSearch(GridSearch):
         if n_trials > space.n_points:
             logger.warning("n_trials=%d exceeds the %d grid points: running all of them", n_trials,
                            space.n_points)
-        self._indices = random.Random(seed).sample(range(space.n_points), self.total)
+        self._points = random_points(space, n_trials, seed)
 
     def ask(self) -> list[Point] | None:
         if self._asked:
             return None
         self._asked = True
-        return [self.space.point_at(i) for i in self._indices]
+        return list(self._points)
+
+
+def random_points(space: ConfigSpace, n_trials: int, seed: int) -> list[Point]:
+    """The grid points a random search of ``n_trials`` with ``seed`` visits, in ask order (all of
+    them when the grid is smaller): what a report needs to count only the runs the search would make."""
+    n = min(n_trials, space.n_points)
+    return [space.point_at(i) for i in random.Random(seed).sample(range(space.n_points), n)]
 
 
 class TPESearch:
