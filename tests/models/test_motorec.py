@@ -125,6 +125,18 @@ def test_codes_churn_during_warm_up_then_freeze():
     assert all(torch.equal(a, b) for a, b in zip(weights, model.tokenizers.parameters()))
 
 
+def test_a_warm_up_as_long_as_the_epoch_budget_is_named_in_the_log(caplog):
+    ds = checkerboard()
+    with caplog.at_level("WARNING", logger="src.models.motorec"):
+        build_model(small_config(tokenizer_epochs=10, epochs=5), ds)
+    assert "tokenizer_epochs=10 >= epochs=5" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="src.models.motorec"):
+        build_model(small_config(tokenizer_epochs=4, epochs=5), ds)
+        build_model(small_config(tokenizer_epochs=-1, epochs=5), ds)   # the paper's joint training: asked for
+    assert "never freeze" not in caplog.text
+
+
 def test_without_rqvae_items_come_from_continuous_features_not_codes():
     model, _ = loss_parts(small_config(use_rqvae=False))
     model.eval()
