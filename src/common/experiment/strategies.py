@@ -59,11 +59,11 @@ class RandomSearch(GridSearch):
 
     def __init__(self, space: ConfigSpace, n_trials: int, seed: int):
         super().__init__(space)
-        self.total = min(n_trials, space.n_points)
         if n_trials > space.n_points:
             logger.warning("n_trials=%d exceeds the %d grid points: running all of them", n_trials,
                            space.n_points)
         self._points = random_points(space, n_trials, seed)
+        self.total = len(self._points)
 
     def ask(self) -> list[Point] | None:
         if self._asked:
