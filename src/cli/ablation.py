@@ -18,6 +18,7 @@ from src.common.recommender import resolve
 from src.common.data.dataset import load_dataset
 from src.common.experiment.results import ResultsStore, best_per_label, departures, describe_departures, markdown_table
 from src.common.experiment.search import run_search
+from src.common.experiment.strategies import random_points
 from src.common.experiment.stats import ALPHA, holm, paired_difference, seed_averaged, seed_summary
 
 HELP = "train the MoToRec ablation variants and print their overall and cold-start metrics"
@@ -51,8 +52,8 @@ def add_arguments(parser) -> None:
 
 
 def base_point(dataset, overrides: dict) -> dict:
-    """The swept keys pinned to the full model's best finished grid point (by valid metric), or
-    to the first value of each grid list when the grid has not been run."""
+    """The swept keys pinned to the full model's best finished grid point (by valid metric) among
+    the points today's search visits, or to the first value of each grid list when none has run."""
     space = resolve("MoToRec", dataset.name, overrides)
     first = space.first()
     stored = [r for r in ResultsStore(first.results_dir, dataset.name).records(dataset.fingerprint)
@@ -65,6 +66,15 @@ def base_point(dataset, overrides: dict) -> dict:
         old = best_per_label([r for r in stored if differs[r["run_id"]]])["MoToRec"][0]
         logger.info("leaving out %d MoToRec run(s) of other settings than today's, e.g. %s", len(stored) - len(records),
                     describe_departures(differs[old["run_id"]]))
+    # and, under random search, only the points it draws today (those `python main.py -m MoToRec` and
+    # the benchmark suite choose from): a point an earlier draw (of a smaller grid) ran stays out
+    if first.search == "random":
+        drawn = random_points(space, first.n_trials, space.seeds[0])
+        kept = [r for r in records if {k: r["config"].get(k) for k in space.grid} in drawn]
+        if len(kept) < len(records):
+            logger.info("leaving out %d MoToRec run(s) at grid points today's random search (%d of %d points, "
+                        "seed %d) does not draw", len(records) - len(kept), len(drawn), space.n_points, space.seeds[0])
+        records = kept
     if records:
         best = next(iter(best_per_label(records).values()))[0]
         logger.info("base config: best MoToRec run %s (%s)", best["run_id"], best["swept"])

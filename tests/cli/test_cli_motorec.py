@@ -64,3 +64,35 @@ def test_ablation_shows_and_tests_zero_shot_columns_only_where_never_trained_ite
     shown, tested = table_columns({"MoToRec": warm, "w/o CL": cold})
     assert shown == {**COLUMNS, **ZERO} and tested == {**TESTED, **ZERO}
     assert table_columns({"MoToRec": [{"test": {"recall@20": 0.2}}]}) == (COLUMNS, TESTED)   # older runs
+
+
+def test_the_ablation_base_is_the_best_run_among_the_points_todays_random_search_draws(tmp_path):
+    """A better-on-valid run at a grid point today's random search does not draw (e.g. an earlier
+    draw of a smaller grid) is not the full model the search chose, so it is not the ablation's base;
+    it is when the search's budget covers the whole grid."""
+    import json
+    from types import SimpleNamespace
+    from src.cli.ablation import base_point
+    from src.common.experiment.strategies import random_points
+    from src.common.recommender import resolve
+    over = {"results_dir": str(tmp_path)}
+    space = resolve("MoToRec", "scientific", over)
+    first = space.first()
+    assert first.search == "random" and first.n_trials < space.n_points
+    drawn = random_points(space, first.n_trials, space.seeds[0])
+    undrawn = next(p for p in space.points() if p not in drawn)
+    fingerprint = "0123abcd"
+
+    def store(name, point, valid):
+        folder = tmp_path / "scientific" / "MoToRec" / name
+        folder.mkdir(parents=True)
+        config = space.config_at(point, space.seeds[0]).to_dict()
+        (folder / "result.json").write_text(json.dumps(
+            {"run_id": name, "model": "MoToRec", "label": "MoToRec", "status": "finished", "seed": config["seed"],
+             "fingerprint": fingerprint, "config": config, "swept": dict(point), "valid": {"recall@20": valid}}))
+
+    store("drawn", drawn[1], 0.20)
+    store("undrawn", undrawn, 0.30)
+    dataset = SimpleNamespace(name="scientific", fingerprint=fingerprint)
+    assert base_point(dataset, over) == {k: drawn[1][k] for k in space.grid}
+    assert base_point(dataset, {**over, "n_trials": space.n_points}) == {k: undrawn[k] for k in space.grid}
