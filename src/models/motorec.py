@@ -38,7 +38,8 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   updated cached codes changed for ~37% of items per epoch at epoch 20). The share of items whose
   codes changed is logged each epoch (``churn``). A warm-up at least as long as the epoch budget
   never freezes the codes (a warning says so): in the sports suite's 15 epochs its draw
-  ``tokenizer_epochs=30`` churned ~50% of the items per epoch to the end (valid still chose it).
+  ``tokenizer_epochs=30`` churned ~50% of the items per epoch to the end (valid still chose it; its
+  best epoch is 5, the first evaluation, so freezing at 10 gives the same runs to the digit).
 - Tokens: the content channels start each item from the sum of its *token embeddings* (one (K, d)
   table per level), initialised from the k-means code vectors rescaled to the ID embeddings' RMS.
   Items sharing a token share what it learns for ranking: that is how a cold item borrows from warm
