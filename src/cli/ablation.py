@@ -67,13 +67,15 @@ def base_point(dataset, overrides: dict) -> dict:
         logger.info("leaving out %d MoToRec run(s) of other settings than today's, e.g. %s", len(stored) - len(records),
                     describe_departures(differs[old["run_id"]]))
     # and, under random search, only the points it draws today (those `python main.py -m MoToRec` and
-    # the benchmark suite choose from): a point an earlier draw (of a smaller grid) ran stays out
+    # the benchmark suite choose from): a point an earlier draw (of a smaller grid) ran stays out. The
+    # draw's seed is the config's, not a ``seed`` override (that one only sets the variants' seeds)
     if first.search == "random":
-        drawn = random_points(space, first.n_trials, space.seeds[0])
+        seed = resolve("MoToRec", dataset.name, {k: v for k, v in overrides.items() if k != "seed"}).seeds[0]
+        drawn = random_points(space, first.n_trials, seed)
         kept = [r for r in records if {k: r["config"].get(k) for k in space.grid} in drawn]
         if len(kept) < len(records):
             logger.info("leaving out %d MoToRec run(s) at grid points today's random search (%d of %d points, "
-                        "seed %d) does not draw", len(records) - len(kept), len(drawn), space.n_points, space.seeds[0])
+                        "seed %d) does not draw", len(records) - len(kept), len(drawn), space.n_points, seed)
         records = kept
     if records:
         best = next(iter(best_per_label(records).values()))[0]

@@ -95,4 +95,6 @@ def test_the_ablation_base_is_the_best_run_among_the_points_todays_random_search
     store("undrawn", undrawn, 0.30)
     dataset = SimpleNamespace(name="scientific", fingerprint=fingerprint)
     assert base_point(dataset, over) == {k: drawn[1][k] for k in space.grid}
+    # ``--set seed=...`` gives the variants other seeds; the draw stays the config's
+    assert base_point(dataset, {**over, "seed": [5, 6]}) == {k: drawn[1][k] for k in space.grid}
     assert base_point(dataset, {**over, "n_trials": space.n_points}) == {k: undrawn[k] for k in space.grid}
