@@ -1,7 +1,8 @@
 """``python main.py ablation -d <dataset>``: the MoToRec ablation table (full, w/o RQ-VAE, w/o ARA,
 w/o Sparsity, w/o CL, w/o HF; of ours w/o FR: the feature residual off, w/o IG: the item-item graph off, w/o L0: items'
 content at the layer mean, and w/o CJ: the ID channel summed into the content, as printed), each variant trained from the
-full model's best grid point with three seeds (``--set seed=...`` to change them) and reported as
+full model's best grid point (among those its random search draws today: :func:`base_point`) with three seeds
+(``--set seed=...`` to change them) and reported as
 mean ± sample std over the seeds, with each variant's paired difference from the full model
 (per-user test values averaged over the seeds, paired t-test over the test users, Holm-corrected
 over the variants), so that "a component helps" is a claim a test backs, not a gap between two
