@@ -309,10 +309,11 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   defaults and the benchmark's chosen point there, ``gamma=0.01, tokenizer_epochs=30, lambda_cl=0.01,
   score_scale=1.5``; 9 variants): the codes beat the continuous variant on the never-trained items,
   zero-shot N@20 0.0675 vs 0.0618 (-0.0057, p < 0.001 after Holm), cold N@20 0.0593 vs 0.0566 (p =
-  0.058), overall level; on sports' strict variant too (3 seeds, the paper's 5 variants: cold N@20
-  0.0070 vs 0.0064, zero-shot 0.0078 vs 0.0070, both p < 0.001; R@20 0.0404 vs 0.0395, n.s.), where ARA
-  (cold -0.0006, zero-shot -0.0007), CL (-0.0016 / -0.0020, R@20 -0.0023) and the hybrid fusion
-  (-0.0003 / -0.0003, R@20 -0.0010) help too and sparsity does nothing. On scientific's: ARA (cold
+  0.058), overall level; on sports' strict variant too (3 seeds, 9 variants: cold N@20 0.0070 vs
+  0.0064, zero-shot 0.0078 vs 0.0070, both p = 0.001; R@20 0.0404 vs 0.0395, n.s.), where every
+  component but sparsity helps on the held-out items (ARA cold -0.0006 / zero-shot -0.0007, CL -0.0016
+  / -0.0020, HF, FR, IG -0.0049 / -0.0077, L0 -0.0004 / -0.0010, CJ -0.0006 / -0.0016; all p < 0.01)
+  and L0 costs R@20 (+0.0012 without it, p < 0.001). On scientific's: ARA (cold
   -0.0033, zero-shot -0.0028), CL (-0.0045 / -0.0044), L0 (-0.0038
   / -0.0082) and the concatenated join (-0.0027 / -0.0045) help on the held-out items, p < 0.05 after
   Holm; sparsity, the hybrid fusion, FR and IG make no significant difference, and nothing moves
