@@ -71,7 +71,9 @@ def base_point(dataset, overrides: dict) -> dict:
     # the benchmark suite choose from): a point an earlier draw (of a smaller grid) ran stays out. The
     # draw's seed is the config's, not a ``seed`` override (that one only sets the variants' seeds)
     if first.search == "random":
-        seed = resolve("MoToRec", dataset.name, {k: v for k, v in overrides.items() if k != "seed"}).seeds[0]
+        unseeded = space if "seed" not in overrides else \
+            resolve("MoToRec", dataset.name, {k: v for k, v in overrides.items() if k != "seed"})
+        seed = unseeded.seeds[0]
         drawn = random_points(space, first.n_trials, seed)
         kept = [r for r in records if {k: r["config"].get(k) for k in space.grid} in drawn]
         if len(kept) < len(records):
