@@ -204,9 +204,10 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   p < 1e-4), N@20 0.0191 -> 0.0201 (p < 1e-4), cold N@20 0.0021 -> 0.0020 (p = 0.42). ``mlp`` (the
   encoder's shape, last layer zero) on scientific: valid 0.2398 / 0.2488 / 0.2388 (below ``off``),
   test R@20 0.1876, cold N@20 0.0219: it raises cold items but valid rejects it. ``off`` is the
-  paper's token sum; the ablation's ``w/o FR`` row measures it at the chosen config. Cost: one
-  (n_items x d_m) @ (d_m x d) product and its weight gradient per step on features standardised once
-  at start-up (sports' shape, one thread, idle machine: 13 ms per step; 24 ms when they were
+  paper's token sum; the ablation's ``w/o FR`` row measures it at the chosen config. Cost: at
+  L <= 2 a (batch users + batch items) x d_m @ (d_m x d) product per step (the training step's rows,
+  below), otherwise one (n_items x d_m) @ (d_m x d) product, and its weight gradient, on features
+  standardised once at start-up (sports' shape, one thread, idle machine: 13 ms per step; 24 ms when they were
   standardised every step, as in the runs measured above, which give identical results). Features
   wider than ``residual_max_dim`` (512) are projected once onto their top principal components
   first: on MMRec's 4096-d image features the full map was the largest single cost of a step (Baby's
@@ -230,8 +231,15 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   (p = 0.09), cold N@20 0.0265 -> 0.0278 (p = 0.09), zero-shot N@20 0.0188 -> 0.0205 (p = 0.08).
   A first version gave untrained and new items no ID channel at all: it won as much on scientific
   and sports but lost on strict cold start (cold N@20 0.0241, zero-shot 0.0146, both p < 1e-4 below
-  knn_k 0), because the graph lifted every trained item over the never-trained ones. Cost: one
-  (n_items x n_items, k n_items entries) sparse product per step.
+  knn_k 0), because the graph lifted every trained item over the never-trained ones. Cost: the
+  batch items' rows of one (n_items x n_items, k n_items entries) sparse product per step.
+- A training step computes the channels at its batch's rows only (:meth:`batch_channels`, an
+  implementation, not a change to the method): ``graph.lightgcn_rows`` propagates in full only the
+  layers a later layer needs and takes the last layer and the layer mean at the batch's users and
+  items; the linear feature residual enters users through their layer-1 rows alone at L <= 2, so it
+  is (R_B X) W there and X W at the batch's items; the token sums are a sparse incidence product.
+  Same values to float rounding and the same gradients as the whole :meth:`channels` (tests), and
+  the stored runs reproduce to four decimals; sports' step 26% faster, Baby's 0-8% (README, Benchmark).
 - Items' content channels at layer 0 (``item_content``), ours, default ``layer0``: the users' content
   channels are LightGCN's layer mean as printed, but in the score an item's content vector is its
   own layer 0 (token sum + feature residual), not the layer mean. A new item has no edges, so its
@@ -494,8 +502,9 @@ class MoToRec(GeneralRecommender):
             logger.warning("tokenizer_epochs=%d >= epochs=%d: the codes are re-encoded before every epoch and "
                            "never freeze (churn stays in the log)", cfg.tokenizer_epochs, config.epochs)
         self.adj_sym = self.user_item_adjacency(dataset)
-        # R, R^T of adj_sym: item_content layer0 propagates the content columns for the users only
-        self.adj_blocks = self.user_item_blocks(dataset) if cfg.item_content == "layer0" else None
+        # R, R^T of adj_sym: item_content layer0 propagates the content columns for the users only;
+        # a training step propagates to its batch's rows only (graph.lightgcn_rows)
+        self.adj_blocks = self.user_item_blocks(dataset)
         # ARA weights from train degrees (all ones when switched off); log(1 + d) for the degree bias
         w = rarity_weights(dataset.item_degree, config.cold_threshold, cfg.ara_form)
         self.register_buffer("ara_weight", w if cfg.use_ara else torch.ones_like(w), persistent=False)
@@ -640,15 +649,16 @@ class MoToRec(GeneralRecommender):
         return total
 
     def content_input(self, m: str, codes: torch.Tensor | None = None,
-                      features: torch.Tensor | None = None) -> torch.Tensor:
+                      features: torch.Tensor | None = None, residual: bool = True) -> torch.Tensor:
         """Layer-0 items of a content channel: the sum of their tokens' embeddings (cached codes
         and standardised features unless ``codes`` (n, N_q) and raw ``features`` (n, d_m) are given),
-        plus f_m(x_m) with ``feature_residual``; or the encoder output z_e without RQ-VAE."""
+        plus f_m(x_m) with ``feature_residual`` (unless ``residual`` is false); or the encoder
+        output z_e without RQ-VAE."""
         if not self.p.use_rqvae:
             return self.tokenizers[m].latent(getattr(self, f"feat_{m}") if features is None else features)
         codes = self.item_codes(m) if codes is None else codes
-        x = self.token_emb[m](codes + self.level_offset).sum(1)
-        if self.feature_proj is not None:
+        x = graph.gather_sum(self.token_emb[m].weight, codes + self.level_offset)   # sum of the tokens' rows
+        if self.feature_proj is not None and residual:
             x = x + self.feature_proj[m](getattr(self, f"feat_std_{m}") if features is None else self.residual_input(m, features))
         return x
 
@@ -678,6 +688,37 @@ class MoToRec(GeneralRecommender):
         collab = items[:, :d] * w          # untrained items (``zero_untrained_id``): no own ID channel
         if self.item_graph is not None:    # + S (ID rows), untrained items' rows left out
             collab = collab + graph.spmm(self.item_graph, ids * w, self.item_graph_t)
+        return users, torch.cat([collab, content], 1)
+
+    def batch_channels(self, user_ids: torch.Tensor, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`channels` at the rows a training step scores only, users ``user_ids`` and items
+        ``item_ids`` (``graph.lightgcn_rows``: the last layer and the layer mean only there): the same
+        values to float rounding and the same gradients, with about LightGCN's sparse work per step
+        instead of (1 + #modalities) times it."""
+        ids, cfg = self.item_id(), self.p
+        # the linear feature residual F_m = X_m W_m (constant X_m): at L <= 2 with items scored at
+        # layer 0 it reaches users only through their layer-1 rows, R_B F_m = (R_B X_m) W_m, and items
+        # at their own rows, so it is computed there only instead of over the catalogue
+        at_rows = (self.feature_proj is not None and cfg.feature_residual == "linear"
+                   and cfg.item_content == "layer0" and cfg.n_layers <= 2)
+        item_0 = torch.cat([ids, *(self.content_input(m, residual=not at_rows) for m in self.modalities)], 1)
+        d = ids.shape[1]
+        n_both = d if cfg.item_content == "layer0" else item_0.shape[1]
+        users, items = graph.lightgcn_rows(*self.adj_blocks, self.user_emb.weight, item_0, cfg.n_layers,
+                                           user_ids, item_ids, n_both)
+        content = item_0[item_ids, d:] if cfg.item_content == "layer0" else items[:, d:]
+        if at_rows:
+            x = {m: getattr(self, f"feat_std_{m}") for m in self.modalities}
+            content = content + torch.cat([self.feature_proj[m](x[m][item_ids]) for m in self.modalities], 1)
+            if cfg.n_layers > 0:
+                rows = graph.select_rows(self.adj_blocks[0], user_ids)[0]
+                layer_1 = torch.cat([self.feature_proj[m](graph.sparse_mm(rows, x[m])) for m in self.modalities], 1)
+                users = users + F.pad(layer_1 / (cfg.n_layers + 1), (d, 0))
+        w = self.id_weight[:, None]
+        collab = items[:, :d] * w[item_ids]
+        if self.item_graph is not None:
+            rows, rows_t = graph.select_rows(self.item_graph, item_ids)
+            collab = collab + graph.spmm(rows, ids * w, rows_t)
         return users, torch.cat([collab, content], 1)
 
     def neighbour_ids(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -721,25 +762,27 @@ class MoToRec(GeneralRecommender):
         cfg = self.p
         if cfg.use_rqvae and not self.tokens_ready():
             self.initialise_tokens()
-        users, items = self.channels()
-        # fuse each distinct user and item of the batch once (a batch repeats many of them); their
-        # rows are gathered once, InfoNCE's among them (one gather's backward over the whole table)
+        # fuse each distinct user and item of the batch once (a batch repeats many of them), computed
+        # at those rows only; InfoNCE's rows are among them (uniform items: added to them)
         user_ids, user_row = batch.users.unique(return_inverse=True)
-        item_ids, item_row = torch.cat([batch.pos, batch.neg]).unique(return_inverse=True)
-        user_rows, item_rows = users[user_ids], items[item_ids]
+        extra = None
+        if cfg.use_cl and cfg.cl_items == "uniform":   # as many trained items as the head has triples, uniformly
+            pick = torch.randint(len(self.trained_items), (min(cfg.cl_batch_size, len(batch.pos)),), device=self.device)
+            extra = self.trained_items[pick].unique()
+        scored = torch.cat([batch.pos, batch.neg])
+        item_ids, item_row = (scored if extra is None else torch.cat([scored, extra])).unique(return_inverse=True)
+        user_rows, item_rows = self.batch_channels(user_ids, item_ids)
         u, i = self.score_vectors(user_rows, item_rows, item_ids)
-        u, (pos, neg) = u[user_row], i[item_row].chunk(2)
+        u, (pos, neg) = u[user_row], i[item_row[: len(scored)]].chunk(2)
         margin = F.softplus((u * neg).sum(1) - (u * pos).sum(1))
         w = self.ara_weight[batch.pos] if cfg.ara_bpr else torch.ones_like(margin)
         parts = {"bpr": (w * margin).sum() / w.sum()}
         if cfg.use_cl:  # on the first cl_batch_size (shuffled) triples: in-batch negatives are O(B^2)
             head = slice(0, cfg.cl_batch_size)
             cl_users = torch.searchsorted(user_ids, batch.users[head].unique())
-            if cfg.cl_items == "batch":
-                cl_rows = item_rows[torch.searchsorted(item_ids, batch.pos[head].unique())]
-            else:   # as many trained items as the head has triples, uniformly: not skewed to popular positives
-                pick = torch.randint(len(self.trained_items), (min(cfg.cl_batch_size, len(batch.pos)),), device=self.device)
-                cl_rows = items[self.trained_items[pick].unique()]
+            # items: the head triples' positives, or (uniform) trained items not skewed to popular positives
+            cl_items = batch.pos[head].unique() if extra is None else extra
+            cl_rows = item_rows[torch.searchsorted(item_ids, cl_items)]
             parts["cl"] = cfg.lambda_cl * (self.contrast(user_rows[cl_users]) + self.contrast(cl_rows))
         return parts
 

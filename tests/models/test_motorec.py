@@ -450,3 +450,38 @@ def test_items_content_channels_are_their_own_layer_zero():
     torch.testing.assert_close(items[:, :d], items_p[:, :d], rtol=1e-6, atol=1e-6)
     assert torch.equal(items[:, d:], own) and not torch.allclose(items_p[:, d:], own)
     torch.testing.assert_close(new, own)
+
+
+@pytest.mark.parametrize("extra", [{}, {"n_layers": 1}, {"n_layers": 0}, {"n_layers": 3}, {"item_content": "propagated"},
+                                   {"feature_residual": "mlp"}, {"feature_residual": "off", "knn_k": 0},
+                                   {"use_rqvae": False}])
+def test_a_training_step_computes_the_channels_at_its_rows_only(extra):
+    """``batch_channels`` (what a training step uses): the rows of the whole ``channels`` at the batch's
+    users and items, and the same gradients for every parameter, to float rounding, whichever path
+    the config takes (the linear residual at the rows for L <= 2, over the catalogue otherwise)."""
+    ds = checkerboard(n_users=40, n_items=32, per_user=8, seed=3)
+    model = build_model(small_config(seed=0, **extra), ds)
+    model.pre_epoch(0)
+    with torch.no_grad():                                  # away from the zero-initialised residual
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    user_ids, item_ids = torch.tensor([0, 3, 17, 39]), torch.tensor([1, 2, 9, 30, 31])
+    grads = []
+    for rows in (True, False):
+        model.zero_grad()
+        if rows:
+            users, items = model.batch_channels(user_ids, item_ids)
+        else:
+            users, items = model.channels()
+            users, items = users[user_ids], items[item_ids]
+        w = torch.Generator().manual_seed(5)
+        loss = (users * torch.randn(users.shape, generator=w)).sum() + (items * torch.randn(items.shape, generator=w)).sum()
+        loss.backward()
+        grads.append((users.detach(), items.detach(),
+                      {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (u1, i1, g1), (u2, i2, g2) = grads
+    torch.testing.assert_close(u1, u2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(i1, i2, rtol=1e-5, atol=1e-6)
+    assert g1.keys() == g2.keys() and len(g1) >= 3
+    for name in g1:
+        torch.testing.assert_close(g1[name], g2[name], rtol=1e-4, atol=1e-6, msg=name)

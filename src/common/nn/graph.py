@@ -7,6 +7,8 @@
 - :func:`sparse_mm`            A @ X for a constant sparse A (CSR: addmm into an uninitialised output)
 - :func:`spmm` / :func:`spmm_sym`   A @ X with a backward that reuses a precomputed A^T (or A)
 - :func:`lightgcn`             LightGCN propagation: mean of the layer outputs (He et al. 2020, Eq. 8)
+- :func:`lightgcn_rows`        the same at a training batch's rows only (:func:`select_rows`)
+- :func:`gather_sum`           sum_j X[index[:, j]] as a sparse incidence product (token embeddings)
 - :func:`hyperedge_embeddings`  message passing through learnable soft hyperedges (LGMRec)
 - :func:`knn_graph`            top-k cosine kNN item–item graph from features, built in row batches
 - :func:`cosine_knn_edges`     the same kNN as an edge list whose weights carry gradients
@@ -254,6 +256,115 @@ def lightgcn_blocks(r: torch.Tensor, r_t: torch.Tensor, user_emb: torch.Tensor, 
     if (user_emb.requires_grad or item_emb.requires_grad) and torch.is_grad_enabled():
         return _LightGCNBlocks.apply(r, r_t, n_layers, n_both, user_emb, item_emb)
     return _block_mean(r, r_t, n_layers, n_both, user_emb, item_emb)
+
+
+def select_rows(a: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows ``rows`` of a sparse CSR matrix A (n x m) as CSR (len(rows) x m), and that block's
+    transpose (m x len(rows)), for :func:`spmm`'s backward. Costs O(entries of those rows) (plus a
+    length-m count), so a training batch's rows of a graph are cheap to take every step."""
+    crow, col, val = a.crow_indices(), a.col_indices(), a.values()
+    start, count = crow[rows], crow[rows + 1] - crow[rows]
+    crow_sub = torch.cat([count.new_zeros(1), count.cumsum(0)])
+    first = torch.repeat_interleave(start - crow_sub[:-1], count)        # per entry: its row's offset shift
+    pos = first + torch.arange(len(first), device=a.device)
+    cols, vals = col[pos], val[pos]
+    local = torch.repeat_interleave(torch.arange(len(rows), device=a.device), count)
+    sub = torch.sparse_csr_tensor(crow_sub, cols, vals, size=(len(rows), a.shape[1]), check_invariants=False)
+    order = torch.argsort(cols, stable=True)                             # by column; rows stay ascending
+    crow_t = torch.cat([count.new_zeros(1), torch.bincount(cols, minlength=a.shape[1]).cumsum(0)])
+    sub_t = torch.sparse_csr_tensor(crow_t, local[order], vals[order], size=(a.shape[1], len(rows)),
+                                    check_invariants=False)
+    return sub, sub_t
+
+
+def gather_sum(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """sum_j table[index[:, j]] for index (n, m): each row's m table rows summed (e.g. an item's token
+    embeddings over its code levels), as the product of the (n x rows) 0/1 incidence matrix with the
+    table, whose backward is the transpose's product (one stable sort to build it). On the CPU much
+    faster than an embedding lookup's sum, whose backward accumulates row by row into a dense table."""
+    n, m = index.shape
+    if m > 1 and bool((index[:, 1:] < index[:, :-1]).any()):   # CSR: ascending columns within a row
+        index = index.sort(1).values
+    cols = index.reshape(-1)
+    vals = torch.ones(n * m, dtype=table.dtype, device=table.device)
+    a = torch.sparse_csr_tensor(torch.arange(0, n * m + 1, m, device=index.device), cols, vals,
+                                size=(n, table.shape[0]), check_invariants=False)
+    if not (table.requires_grad and torch.is_grad_enabled()):
+        return sparse_mm(a, table)
+    order = torch.argsort(cols, stable=True)
+    crow_t = torch.cat([cols.new_zeros(1), torch.bincount(cols, minlength=table.shape[0]).cumsum(0)])
+    rows = torch.arange(n, device=index.device).repeat_interleave(m)
+    a_t = torch.sparse_csr_tensor(crow_t, rows[order], vals, size=(table.shape[0], n), check_invariants=False)
+    return spmm(a, table, a_t)
+
+
+class _LightGCNRows(torch.autograd.Function):
+    """:func:`lightgcn_rows` as one autograd node: its backward accumulates into one full-size
+    gradient per side instead of autograd's zero-filled tensors for each gather and column slice
+    of the (users x d) table. With h = g / (L + 1) at the rows, A = R_B^T h_u (I x d) and
+    B = R^T_B'^T h_i (U x n_both) (B, B': the user and item rows), the full layers' gradients run
+    G_i^(l-1) = A + R^T G_u^(l), G_u^(l-1) = [B, 0] + R G_i^(l) from G_i^(L-1) = A, G_u^(L-1) = B,
+    and the rows' own layer 0 adds h."""
+
+    @staticmethod
+    def forward(ctx, r, r_t, n_layers: int, n_both: int, user_rows, item_rows, user_emb, item_emb):
+        u_rows, u_rows_t = select_rows(r, user_rows)
+        i_rows, i_rows_t = select_rows(r_t, item_rows)
+        ctx.r, ctx.r_t, ctx.u_rows_t, ctx.i_rows_t = r, r_t, u_rows_t, i_rows_t
+        ctx.n_layers, ctx.k, ctx.shapes = n_layers, n_both, (user_emb.shape, item_emb.shape)
+        ctx.save_for_backward(user_rows, item_rows)
+        k = n_both
+        u, i = user_emb, item_emb                  # full layer l - 1 (users: [:k] only at l - 1 = L - 1)
+        total_u, total_i = user_emb[user_rows], item_emb[item_rows, :k]
+        for layer in range(1, n_layers + 1):
+            total_u = total_u + sparse_mm(u_rows, i)                             # users' rows of layer l
+            total_i = total_i + sparse_mm(i_rows, u[:, :k].contiguous())         # items' rows of layer l
+            if layer < n_layers:                                                 # full layer l, where l + 1 needs it
+                u, i = sparse_mm(r, i if layer < n_layers - 1 else i[:, :k].contiguous()), sparse_mm(r_t, u)
+        return total_u / (n_layers + 1), total_i / (n_layers + 1)
+
+    @staticmethod
+    def backward(ctx, grad_users, grad_items):
+        user_rows, item_rows = ctx.saved_tensors
+        (users_shape, items_shape), n_layers, k = ctx.shapes, ctx.n_layers, ctx.k
+        like = grad_users if grad_users is not None else grad_items
+        hu = (like.new_zeros(len(user_rows), users_shape[1]) if grad_users is None else grad_users) / (n_layers + 1)
+        hi = (like.new_zeros(len(item_rows), k) if grad_items is None else grad_items) / (n_layers + 1)
+        if n_layers == 0:
+            g_u, g_i = like.new_zeros(users_shape), like.new_zeros(items_shape)
+        else:
+            a = sparse_mm(ctx.u_rows_t, hu.contiguous())      # (I, d): every layer's users' rows
+            b = sparse_mm(ctx.i_rows_t, hi.contiguous())      # (U, k): every layer's items' rows
+            g_u, g_i = b, a                                   # layer L - 1
+            for _ in range(n_layers - 1):                     # layer l -> l - 1
+                back_i = sparse_mm(ctx.r_t, g_u.contiguous())
+                new_i = a.clone() if back_i.shape[1] < a.shape[1] else a + back_i
+                if back_i.shape[1] < a.shape[1]:
+                    new_i[:, :back_i.shape[1]] += back_i
+                g_u = sparse_mm(ctx.r, g_i)
+                g_u[:, :k] += b
+                g_i = new_i
+            if g_u.shape[1] < users_shape[1]:                 # L = 1: the users' layer 0 gets [B, 0]
+                g_u = torch.cat([g_u, g_u.new_zeros(users_shape[0], users_shape[1] - k)], 1)
+        g_u.index_add_(0, user_rows, hu)
+        g_i[:, :k].index_add_(0, item_rows, hi)
+        return None, None, None, None, None, None, g_u, g_i
+
+
+def lightgcn_rows(r: torch.Tensor, r_t: torch.Tensor, user_emb: torch.Tensor, item_emb: torch.Tensor,
+                  n_layers: int, user_rows: torch.Tensor, item_rows: torch.Tensor,
+                  n_both: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lightgcn_blocks`'s outputs at the rows a training step scores only: users (len(user_rows),
+    d) over every column, items (len(item_rows), n_both). Layers 1..L-1 are computed in full, where a
+    later layer needs them (items' rows R^T U^(l) for every column, users' R I^(l) for the first
+    ``n_both`` and, below L - 1, all), the last layer and every layer's output rows only for the given
+    rows (:func:`select_rows`). At L = 2 that is one full half product over every column and one over
+    the first ``n_both`` forward, the same backward, against 4 + 4 (3 + 2 for the users-only columns)
+    for the whole outputs: the same values, to float rounding (other summation order), and the same
+    gradients (a test checks both against :func:`lightgcn`; one autograd node, :class:`_LightGCNRows`)."""
+    if not 0 <= n_both <= user_emb.shape[1] or user_emb.shape[1] != item_emb.shape[1]:
+        raise ValueError(f"n_both={n_both} must lie in [0, d] for d={user_emb.shape[1]} columns on both sides")
+    return _LightGCNRows.apply(r, r_t, n_layers, n_both, user_rows, item_rows, user_emb, item_emb)
 
 
 def propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int, mean: bool = True,

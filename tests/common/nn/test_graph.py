@@ -219,3 +219,59 @@ def test_lightgcn_blocks_equals_lightgcn_on_the_whole_adjacency(n_layers, width,
         i = torch.randn(30, width, generator=torch.Generator().manual_seed(2))
         out_u, out_i = graph.lightgcn_blocks(r, r_t, u, i, n_layers, n_both)
         assert torch.equal(out_u, results[0][0]) and torch.equal(out_i, results[0][1])
+
+
+def test_select_rows_gives_the_rows_and_their_transpose():
+    rng = np.random.default_rng(5)
+    a = graph.sym_norm_bipartite(rng.integers(0, 40, 300), rng.integers(0, 25, 300), 40, 25)[:40, 40:]
+    t = graph.to_torch_csr(a)
+    rows = torch.tensor([3, 0, 17, 17, 39, 8])          # any order, repeats allowed
+    sub, sub_t = graph.select_rows(t, rows)
+    dense = torch.from_numpy(a.toarray())
+    assert torch.equal(sub.to_dense(), dense[rows]) and torch.equal(sub_t.to_dense(), dense[rows].T)
+    empty, empty_t = graph.select_rows(t, torch.tensor([], dtype=torch.long))
+    assert empty.shape == (0, 25) and empty_t.shape == (25, 0) and empty_t.to_dense().abs().sum() == 0
+
+
+@pytest.mark.parametrize("n_layers", [0, 1, 2, 3])
+@pytest.mark.parametrize("width,n_both", [(8, 0), (8, 3), (8, 8), (192, 64)])
+def test_lightgcn_rows_are_the_whole_outputs_rows_with_their_gradients(n_layers, width, n_both):
+    """A training step's rows (users on every column, items on the first n_both; repeated and
+    unsorted rows, nodes without edges among them): lightgcn's values at those rows and the
+    gradients of a loss on them, to float rounding; a loss on other rows changes nothing."""
+    rng = np.random.default_rng(3)
+    adj = graph.to_torch_csr(graph.sym_norm_bipartite(rng.integers(0, 48, 400), rng.integers(0, 28, 400), 50, 30))
+    r, r_t = graph.bipartite_blocks(adj, 50)
+    user_rows, item_rows = torch.tensor([7, 49, 0, 7, 23, 48]), torch.tensor([29, 3, 11, 3, 28])
+    w_u, w_i = torch.randn(len(user_rows), width), torch.randn(len(item_rows), n_both)
+    results = []
+    for rows in (True, False):
+        u = torch.randn(50, width, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        i = torch.randn(30, width, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
+        if rows:
+            out_u, out_i = graph.lightgcn_rows(r, r_t, u, i, n_layers, user_rows, item_rows, n_both)
+        else:
+            out_u, out_i = graph.lightgcn(adj, u, i, n_layers)
+            out_u, out_i = out_u[user_rows], out_i[item_rows, :n_both]
+        assert out_u.shape == (6, width) and out_i.shape == (5, n_both)
+        ((out_u * w_u).sum() + (out_i * w_i).sum()).backward()
+        results.append((out_u.detach(), out_i.detach(), u.grad, i.grad))
+    for fast, slow in zip(*results):
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="n_both"):
+        graph.lightgcn_rows(r, r_t, torch.zeros(50, 4), torch.zeros(30, 4), 2, user_rows, item_rows, 5)
+
+
+def test_gather_sum_is_the_sum_of_the_indexed_rows_with_its_gradient():
+    table = torch.randn(12, 5, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    index = torch.tensor([[3, 0, 11], [7, 7, 2], [11, 4, 9], [0, 1, 2]])     # repeats and unsorted rows
+    w = torch.randn(4, 5)
+    out = graph.gather_sum(table, index)
+    (out * w).sum().backward()
+    ref_table = table.detach().clone().requires_grad_(True)
+    ref = ref_table[index].sum(1)
+    (ref * w).sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(table.grad, ref_table.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(graph.gather_sum(table, index), ref)
