@@ -711,7 +711,7 @@ class MoToRec(GeneralRecommender):
             x = {m: getattr(self, f"feat_std_{m}") for m in self.modalities}
             content = content + torch.cat([self.feature_proj[m](x[m][item_ids]) for m in self.modalities], 1)
             if cfg.n_layers > 0:
-                rows = graph.select_rows(self.adj_blocks[0], user_ids)[0]
+                rows = graph.select_rows(self.adj_blocks[0], user_ids, transpose=False)[0]   # X: constant
                 layer_1 = torch.cat([self.feature_proj[m](graph.sparse_mm(rows, x[m])) for m in self.modalities], 1)
                 users = users + F.pad(layer_1 / (cfg.n_layers + 1), (d, 0))
         w = self.id_weight[:, None]

@@ -258,23 +258,31 @@ def lightgcn_blocks(r: torch.Tensor, r_t: torch.Tensor, user_emb: torch.Tensor, 
     return _block_mean(r, r_t, n_layers, n_both, user_emb, item_emb)
 
 
-def select_rows(a: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def select_rows(a: torch.Tensor, rows: torch.Tensor,
+                transpose: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The rows ``rows`` of a sparse CSR matrix A (n x m) as CSR (len(rows) x m), and that block's
-    transpose (m x len(rows)), for :func:`spmm`'s backward. Costs O(entries of those rows) (plus a
-    length-m count), so a training batch's rows of a graph are cheap to take every step."""
+    transpose (m x len(rows)), for :func:`spmm`'s backward (None with ``transpose=False``, e.g. for a
+    constant right-hand side). Costs O(entries of those rows) (plus a length-m count and, for the
+    transpose, a sort of the entries), so a training batch's rows of a graph are cheap to take every step."""
     crow, col, val = a.crow_indices(), a.col_indices(), a.values()
     start, count = crow[rows], crow[rows + 1] - crow[rows]
     crow_sub = torch.cat([count.new_zeros(1), count.cumsum(0)])
     first = torch.repeat_interleave(start - crow_sub[:-1], count)        # per entry: its row's offset shift
     pos = first + torch.arange(len(first), device=a.device)
     cols, vals = col[pos], val[pos]
-    local = torch.repeat_interleave(torch.arange(len(rows), device=a.device), count)
     sub = torch.sparse_csr_tensor(crow_sub, cols, vals, size=(len(rows), a.shape[1]), check_invariants=False)
-    order = torch.argsort(cols, stable=True)                             # by column; rows stay ascending
-    crow_t = torch.cat([count.new_zeros(1), torch.bincount(cols, minlength=a.shape[1]).cumsum(0)])
-    sub_t = torch.sparse_csr_tensor(crow_t, local[order], vals[order], size=(a.shape[1], len(rows)),
-                                    check_invariants=False)
-    return sub, sub_t
+    if not transpose:
+        return sub, None
+    local = torch.repeat_interleave(torch.arange(len(rows), device=a.device), count)
+    return sub, _transposed_csr(local, cols, vals, len(rows), a.shape[1])
+
+
+def _transposed_csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n_rows: int, n_cols: int) -> torch.Tensor:
+    """The (n_cols x n_rows) CSR transpose of the entries (rows, cols, vals) of a row-major CSR
+    matrix: a stable sort by column keeps each new row's columns (the old rows) ascending."""
+    order = torch.argsort(cols, stable=True)
+    crow = torch.cat([cols.new_zeros(1), torch.bincount(cols, minlength=n_cols).cumsum(0)])
+    return torch.sparse_csr_tensor(crow, rows[order], vals[order], size=(n_cols, n_rows), check_invariants=False)
 
 
 def gather_sum(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -291,10 +299,7 @@ def gather_sum(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
                                 size=(n, table.shape[0]), check_invariants=False)
     if not (table.requires_grad and torch.is_grad_enabled()):
         return sparse_mm(a, table)
-    order = torch.argsort(cols, stable=True)
-    crow_t = torch.cat([cols.new_zeros(1), torch.bincount(cols, minlength=table.shape[0]).cumsum(0)])
-    rows = torch.arange(n, device=index.device).repeat_interleave(m)
-    a_t = torch.sparse_csr_tensor(crow_t, rows[order], vals, size=(table.shape[0], n), check_invariants=False)
+    a_t = _transposed_csr(torch.arange(n, device=index.device).repeat_interleave(m), cols, vals, n, table.shape[0])
     return spmm(a, table, a_t)
 
 

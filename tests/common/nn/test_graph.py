@@ -229,6 +229,8 @@ def test_select_rows_gives_the_rows_and_their_transpose():
     sub, sub_t = graph.select_rows(t, rows)
     dense = torch.from_numpy(a.toarray())
     assert torch.equal(sub.to_dense(), dense[rows]) and torch.equal(sub_t.to_dense(), dense[rows].T)
+    alone, none = graph.select_rows(t, rows, transpose=False)
+    assert none is None and torch.equal(alone.to_dense(), dense[rows])
     empty, empty_t = graph.select_rows(t, torch.tensor([], dtype=torch.long))
     assert empty.shape == (0, 25) and empty_t.shape == (25, 0) and empty_t.to_dense().abs().sum() == 0
 
