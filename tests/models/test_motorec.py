@@ -485,3 +485,14 @@ def test_a_training_step_computes_the_channels_at_its_rows_only(extra):
     assert g1.keys() == g2.keys() and len(g1) >= 3
     for name in g1:
         torch.testing.assert_close(g1[name], g2[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("fusion,join", [("hybrid", "concat"), ("hybrid", "sum"), ("attention", "concat")])
+def test_the_fusion_is_row_wise_so_one_pass_fuses_users_items_and_views(fusion, join):
+    """score_vectors and InfoNCE fuse users and items (and the two views of each) in one pass: that
+    is the per-group fusion only because HybridFusion treats each row on its own."""
+    torch.manual_seed(0)
+    alpha = {"hybrid": 0.5, "attention": 0.0}[fusion]
+    f = HybridFusion(8, 2, alpha, 2.0, join)
+    a, b = torch.randn(5, 24), torch.randn(7, 24)
+    torch.testing.assert_close(f(torch.cat([a, b])), torch.cat([f(a), f(b)]))
