@@ -686,11 +686,22 @@ class MoToRec(GeneralRecommender):
         else:
             users, items = graph.lightgcn(self.adj_sym, self.user_emb.weight, item_0, self.p.n_layers)
             content = items[:, d:]
+        return users, torch.cat([self.id_channel(items[:, :d], ids), content], 1)
+
+    def id_channel(self, propagated: torch.Tensor, ids: torch.Tensor,
+                   item_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Items' collaborative channel from their propagated ID columns (every item's, or the rows
+        ``item_ids``): untrained items get no own ID channel (``zero_untrained_id``), plus the item-item
+        graph's S (ID rows) with ``knn_k``, untrained items' rows left out."""
         w = self.id_weight[:, None]
-        collab = items[:, :d] * w          # untrained items (``zero_untrained_id``): no own ID channel
-        if self.item_graph is not None:    # + S (ID rows), untrained items' rows left out
-            collab = collab + graph.spmm(self.item_graph, ids * w, self.item_graph_t)
-        return users, torch.cat([collab, content], 1)
+        if item_ids is None:
+            collab = propagated * w
+            return collab if self.item_graph is None else collab + graph.spmm(self.item_graph, ids * w, self.item_graph_t)
+        collab = propagated * w[item_ids]
+        if self.item_graph is None:
+            return collab
+        rows, rows_t = graph.select_rows(self.item_graph, item_ids)
+        return collab + graph.spmm(rows, ids * w, rows_t)
 
     def batch_channels(self, user_ids: torch.Tensor, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`channels` at the rows a training step scores only, users ``user_ids`` and items
@@ -716,12 +727,7 @@ class MoToRec(GeneralRecommender):
                 rows = graph.select_rows(self.adj_blocks[0], user_ids, transpose=False)[0]   # X: constant
                 layer_1 = torch.cat([self.feature_proj[m](graph.sparse_mm(rows, x[m])) for m in self.modalities], 1)
                 users = users + F.pad(layer_1 / (cfg.n_layers + 1), (d, 0))
-        w = self.id_weight[:, None]
-        collab = items[:, :d] * w[item_ids]
-        if self.item_graph is not None:
-            rows, rows_t = graph.select_rows(self.item_graph, item_ids)
-            collab = collab + graph.spmm(rows, ids * w, rows_t)
-        return users, torch.cat([collab, content], 1)
+        return users, torch.cat([self.id_channel(items[:, :d], ids, item_ids), content], 1)
 
     def neighbour_ids(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """The item-item graph's part of new items' ID channel: per modality the mean ID row of their

@@ -342,9 +342,11 @@ class _LightGCNRows(torch.autograd.Function):
             b = sparse_mm(ctx.i_rows_t, hi.contiguous())      # (U, k): every layer's items' rows
             g_u, g_i = b, a                                   # layer L - 1
             for _ in range(n_layers - 1):                     # layer l -> l - 1
-                back_i = sparse_mm(ctx.r_t, g_u.contiguous())
-                new_i = a.clone() if back_i.shape[1] < a.shape[1] else a + back_i
-                if back_i.shape[1] < a.shape[1]:
+                back_i = sparse_mm(ctx.r_t, g_u.contiguous())   # g_u: every column, or [:k] at layer L - 1
+                if back_i.shape[1] == a.shape[1]:
+                    new_i = a + back_i
+                else:
+                    new_i = a.clone()
                     new_i[:, :back_i.shape[1]] += back_i
                 g_u = sparse_mm(ctx.r, g_i)
                 g_u[:, :k] += b
