@@ -1,6 +1,7 @@
 """``python main.py bench``: seconds per epoch, evaluation seconds, peak memory and parameters of
 every registered model on baby, scientific and sports, the time to the best epoch of the stored
-runs, a scaling run, and hot-path before/after timings."""
+runs, a scaling run, and hot-path before/after timings; ``--steps`` times training steps of several
+variants interleaved in one process (what comparing two variants on a noisy machine needs)."""
 from __future__ import annotations
 
 import logging
@@ -30,6 +31,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scaling-models", default="LightGCN,MoToRec")
     parser.add_argument("--hotpaths", action="store_true", help="time hot paths before/after optimisation")
     parser.add_argument("--only-hotpaths", action="store_true")
+    parser.add_argument("--steps", action="store_true",
+                        help="instead: ms per training step of the -m models and --variant variants, built in one "
+                             "process and timed in alternating rounds (ratios to the first one)")
+    parser.add_argument("--variant", action="append", nargs="+", default=[], metavar="LABEL MODEL [KEY=VALUE",
+                        help="with --steps: a variant LABEL of MODEL with its own overrides, e.g. "
+                             "--variant 'no CL' MoToRec use_cl=false (repeatable; --set applies to all)")
+    parser.add_argument("--step-count", type=int, default=20, help="with --steps: steps per variant and round")
+    parser.add_argument("--rounds", type=int, default=4, help="with --steps: rounds (the median is reported)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides for every model (e.g. train_batch_size=2048)")
@@ -44,6 +53,8 @@ def run(args) -> int:
     header = (f"machine: {info['cpu']}, {info['cores']} cores; torch {info['torch']}, "
               f"{info['threads']} threads, device {info['device']}; {info['date']}")
     print(header)
+    if args.steps:
+        return _steps(args, overrides, out, header)
     if args.hotpaths or args.only_hotpaths:
         from src.common.experiment.bench_hotpaths import run_all
         table = pd.DataFrame(run_all())
@@ -92,6 +103,35 @@ def run(args) -> int:
         _write(out / f"scaling_{datasets[0]}", table, header)
         print(f"\n## Scaling on {datasets[0]} (growth factors relative to 1x)\n")
         print(markdown_table(table.reset_index(drop=True), floatfmt=".3f"))
+    print(f"\ntables written to {out}/")
+    return 0
+
+
+def _steps(args, overrides: dict, out, header: str) -> int:
+    from src.common.config import ConfigError, parse_override
+    from src.common.experiment.bench import Variant, interleaved_steps
+    if args.step_count < 1 or args.rounds < 1:
+        raise ConfigError(f"--step-count and --rounds must be >= 1, got {args.step_count} and {args.rounds}")
+    variants = [] if args.model == "all" else [Variant(m.strip(), m.strip(), {})
+                                               for m in args.model.split(",") if m.strip()]
+    for items in args.variant:
+        if len(items) < 2:
+            raise ConfigError(f"--variant needs LABEL MODEL [KEY=VALUE ...], got {' '.join(items)!r}")
+        label, model, *pairs = items
+        variants.append(Variant(label, model, dict(parse_override(p) for p in pairs)))
+    if not variants:
+        raise ConfigError("bench --steps: name the variants with -m MODEL,... and/or --variant LABEL MODEL [KEY=VALUE ...]")
+    if len({v.label for v in variants}) < len(variants):
+        raise ConfigError(f"bench --steps: variant labels must differ, got {[v.label for v in variants]}")
+    for dataset in [d.strip() for d in args.dataset.split(",") if d.strip()]:
+        table = interleaved_steps(variants, dataset, steps=args.step_count, rounds=args.rounds,
+                                  threads=args.threads, common=overrides)
+        common = f"; every variant: {' '.join(args.overrides)}" if args.overrides else ""
+        note = (f" ({args.rounds} rounds x {args.step_count} steps per variant, interleaved; "
+                f"x_first: ratio to {variants[0].label}{common})")
+        _write(out / f"steps_{dataset}", table, header + note)
+        print(f"\n## {dataset}: ms per training step{note}\n")
+        print(markdown_table(table, floatfmt=".2f"))
     print(f"\ntables written to {out}/")
     return 0
 

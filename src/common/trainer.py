@@ -166,23 +166,28 @@ class Trainer:
         totals: dict[str, float] = {}
         n_batches = 0
         for b, batch in enumerate(self.sampler):
-            parts = self.model.calculate_loss(batch)
-            if isinstance(parts, torch.Tensor):
-                parts = {"loss": parts}
-            parts = {**parts, **self.model.representation_losses(batch)}
-            loss = sum(parts.values())
-            if not torch.isfinite(loss):
-                bad = {k: float(v) for k, v in parts.items()}
-                raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, batch {b}: {bad} "
-                                    f"(try a lower learning_rate)")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.model.parameters_changed()          # cached outputs are stale now
+            parts = self.train_step(batch, where=f"epoch {epoch}, batch {b}")
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach())
             n_batches += 1
         return {k: v / n_batches for k, v in totals.items()}
+
+    def train_step(self, batch, where: str = "a training step") -> dict[str, torch.Tensor]:
+        """One optimisation step on ``batch``: the model's loss terms (plus its item representation's),
+        backward, the optimizer's step; returns the terms (``where`` names the step if one is not finite)."""
+        parts = self.model.calculate_loss(batch)
+        if isinstance(parts, torch.Tensor):
+            parts = {"loss": parts}
+        parts = {**parts, **self.model.representation_losses(batch)}
+        loss = sum(parts.values())
+        if not torch.isfinite(loss):
+            bad = {k: float(v) for k, v in parts.items()}
+            raise NonFiniteLoss(f"non-finite loss at {where}: {bad} (try a lower learning_rate)")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.model.parameters_changed()          # cached outputs are stale now
+        return parts
 
     def evaluate(self, split: str, return_per_user: bool = False):
         evaluator = self.test_evaluator if split == "test" else self.evaluator

@@ -140,3 +140,15 @@ def test_item_text_tables_name_the_bad_line(tmp_path):
     table.write_bytes(b"itemID\ttext\n0\t\xff\xfe\n")
     with pytest.raises(DataError, match=r"item_text.tsv, line 2: not UTF-8 text"):
         read_item_text(table)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--variant", "X"], "--variant needs LABEL MODEL"),
+    ([], "name the variants with -m"),
+    (["-m", "BPR", "--variant", "BPR", "BPR", "reg_weight=0.1"], "variant labels must differ"),
+    (["-m", "BPR", "--rounds", "0"], "--rounds must be >= 1"),
+    (["--variant", "a", "BPR", "no_such_key=1"], "no_such_key"),
+])
+def test_bench_steps_rejects_bad_variants_in_one_line(capsys, tmp_path, args, expected):
+    assert main(["bench", "--steps", "-d", "scientific", "--out", str(tmp_path), *args]) == 2
+    assert expected in one_line_error(capsys)

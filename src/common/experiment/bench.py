@@ -7,12 +7,18 @@ On a dataset without features (``baby``), features of MMRec's Baby shapes (image
 with features (``scientific``; ``sports``, text only) is timed with its real ones.
 The scaling run replicates the graph ``factor`` times (see :func:`replicate`).
 
+:func:`interleaved_steps` times training *steps* of several variants (models, or one model with
+parts switched off) built side by side in one process and run in alternating rounds, so that a
+machine whose speed drifts (shared cores) slows every variant alike; that is what a comparison of
+two variants needs, while :func:`measure` gives one model's epoch, memory and evaluation.
+
 "Time to best" is not measured here: it is read from the runs in the results store
 (:func:`stored_time_to_best`), since it depends on how many epochs a model needs, not only on
 how fast one epoch is.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -123,6 +129,67 @@ def measure(model: str, dataset: str, scale: int = 1, epochs: int = 3, warmup: i
                        peak_rss_mib=peak_rss_mib(), gpu_peak_mib=gpu, params=trainer.model.n_parameters(),
                        epochs_timed=epochs, synthetic_features=synthetic, users=ds.n_users,
                        items=ds.n_items, train_edges=len(ds.train))
+
+
+@dataclass
+class Variant:
+    """One column of :func:`interleaved_steps`: a model and its config overrides, under a label."""
+    label: str
+    model: str
+    overrides: dict[str, Any]
+
+
+def interleaved_steps(variants: list[Variant], dataset: str, steps: int = 20, rounds: int = 4,
+                      warmup: int = 3, threads: int = 0, common: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Milliseconds per training step (optimizer step included) of each variant: all are built first
+    (same data, each its own trainer and ``steps + warmup`` batches of its sampler), then ``rounds``
+    rounds, each timing every variant's ``steps`` steps in turn. Per-epoch work (``pre_epoch``, e.g.
+    MoToRec's tokenizer passes) runs once before the timing and is not counted. Returns one row per
+    variant: median, min and max over the rounds and the median's ratio to the first variant's.
+    ``common``: overrides of every variant (a variant's own win)."""
+    if not variants:
+        raise ValueError("interleaved_steps needs at least one variant")
+    ds, _ = bench_dataset(dataset, 1)
+    runners = []
+    for v in variants:
+        over = {"show_progress": False, "threads": threads, "save_checkpoint": False, **(common or {}), **v.overrides}
+        trainer = Trainer(resolve(v.model, dataset, over).first(), ds)
+        trainer.model.train()
+        trainer.model.pre_epoch(0)
+        batches = list(itertools.islice(_batches(trainer.sampler), warmup + steps))
+        if len(batches) < warmup + steps:
+            raise ValueError(f"{v.label}: the train split yields no batch")
+        for batch in batches[:warmup]:
+            trainer.train_step(batch)
+        runners.append((v, trainer, batches[warmup:]))
+    times: dict[str, list[float]] = {v.label: [] for v in variants}
+    for _ in range(rounds):
+        for v, trainer, batches in runners:
+            _sync()
+            t = time.perf_counter()
+            for batch in batches:
+                trainer.train_step(batch)
+            _sync()
+            times[v.label].append((time.perf_counter() - t) / len(batches) * 1e3)
+    base = float(np.median(times[variants[0].label]))
+    return pd.DataFrame([{"variant": v.label, "model": v.model,
+                          "overrides": " ".join(f"{k}={val}" for k, val in v.overrides.items()),
+                          "ms_per_step": float(np.median(times[v.label])), "min_ms": min(times[v.label]),
+                          "max_ms": max(times[v.label]), "x_first": float(np.median(times[v.label])) / base,
+                          "steps": steps, "rounds": rounds}
+                         for v, _, batches in runners])
+
+
+def _batches(sampler):
+    """The sampler's batches, epoch after epoch (a small dataset's epoch may be shorter than the
+    steps timed); stops if an epoch yields none."""
+    while True:
+        n = 0
+        for batch in sampler:
+            n += 1
+            yield batch
+        if n == 0:
+            return
 
 
 def time_to_best(record: dict[str, Any]) -> float:

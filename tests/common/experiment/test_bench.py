@@ -1,8 +1,10 @@
 """The benchmark runs (times are not asserted: machines are noisy)."""
 import math
 
-from src.common.experiment.bench import (measure, measure_in_subprocess, replicate, stored_time_to_best,
-                                        time_to_best)
+import pytest
+
+from src.common.experiment.bench import (Variant, interleaved_steps, measure, measure_in_subprocess, replicate,
+                                        stored_time_to_best, time_to_best)
 
 from tests.conftest import checkerboard
 
@@ -61,3 +63,24 @@ def test_real_runs_record_what_time_to_best_needs(tmp_path):
     upto = record["history"][:record["best_epoch"] + 1]
     expected = sum(h["seconds"] for h in upto) + len(upto) * record["eval_seconds"]
     assert stored_time_to_best(tmp_path, "scientific", "BPR") == expected > 0
+
+
+def test_interleaved_steps_times_every_variant_in_rounds_across_epoch_ends(monkeypatch):
+    from src.common.trainer import Trainer
+
+    calls = []
+    step = Trainer.train_step
+    monkeypatch.setattr(Trainer, "train_step", lambda self, batch, where="": calls.append(self) or step(self, batch, where))
+    variants = [Variant("BPR", "BPR", {}), Variant("BPR, strong L2", "BPR", {"reg_weight": 0.5})]
+    # scientific's train split is 7 batches of 2048: 3 warm-up + 5 timed steps run into a second epoch
+    table = interleaved_steps(variants, "scientific", steps=5, rounds=2, warmup=3, threads=1, common={"reg_weight": 0.1})
+    assert list(table.variant) == ["BPR", "BPR, strong L2"] and list(table.overrides) == ["", "reg_weight=0.5"]
+    assert (table.min_ms <= table.ms_per_step).all() and (table.ms_per_step <= table.max_ms).all()
+    assert (table.min_ms > 0).all() and table.x_first[0] == 1.0
+    trainers = list(dict.fromkeys(calls))
+    assert len(trainers) == 2 and [t.config.reg_weight for t in trainers] == [0.1, 0.5]   # common, then own
+    assert [calls.count(t) for t in trainers] == [3 + 2 * 5] * 2
+    # rounds alternate: each round times one variant's 5 steps, then the other's
+    assert calls[6:] == ([trainers[0]] * 5 + [trainers[1]] * 5) * 2
+    with pytest.raises(ValueError, match="at least one variant"):
+        interleaved_steps([], "scientific")
