@@ -156,7 +156,7 @@ LATER_KEYS: dict[str, Any] = {"test_mask": DEFAULT_TEST_MASK, "degree_form": "bi
                               "learn_score_scale": False, "zero_untrained_id": False,
                               "degree_floor": -1, "degree_floor_rule": "threshold", "negatives": "all",
                               "negative_popularity": 0.0, "motor_graph_tokens": 0,
-                              "motor_graph_factors": False, "motor_factor_dropout": 0.0,
+                              "motor_graph_factors": False, "motor_factor_dropout": 0.0, "motor_graph_rank": 64,
                               "fusion_join": "sum"}   # degree_form, fusion_join: MoToRec's
 
 

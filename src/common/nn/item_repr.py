@@ -143,6 +143,10 @@ from src.common.nn.quantize import ProductQuantizer
 
 logger = logging.getLogger(__name__)
 
+#: default rank (``motor_graph_rank``) of the truncated SVD whose item factors ``motor_graph_tokens``
+#: quantises and ``motor_graph_factors`` maps
+GRAPH_RANK = 64
+
 
 @register_section("item representation")
 @dataclass
@@ -157,6 +161,7 @@ class ItemReprConfig:
     motor_dropout: float = 0.0       # MOTOR: dropout inside the Token Cross Network
     motor_graph_tokens: int = 0      # MOTOR (ours): tokens of each item's train-interaction profile (PQ of SVD item factors); 0 = off
     motor_graph_factors: bool = False  # MOTOR (ours): add a learned linear map of the item's SVD factors themselves
+    motor_graph_rank: int = GRAPH_RANK  # MOTOR (ours): rank of that SVD (factors per item) for the graph tokens and factors
     motor_factor_dropout: float = 0.0  # MOTOR (ours): in training, drop an item's factors with this probability
     motor_channel_cross: Literal["pooled", "token"] = "pooled"  # cross channels after pooling, or per token
     pq_collision_token: bool = True  # MOTOR: one extra token telling apart items whose PQ tokens coincide
@@ -167,6 +172,8 @@ class ItemReprConfig:
         """MOTOR's settings do not change a run with ID embeddings: keep them out of its run id."""
         if values.get("item_representation", "id") == "id":
             return {f for f in ItemReprConfig.__dataclass_fields__ if f != "item_representation"}
+        if not values.get("motor_graph_factors") and not values.get("motor_graph_tokens"):
+            return {"motor_graph_rank"}                 # no interaction profile is read
         return set()
 
     def __post_init__(self):
@@ -180,8 +187,11 @@ class ItemReprConfig:
             raise ValueError(f"motor_layers must be >= 0, got {self.motor_layers}")
         if not 0.0 <= self.motor_dropout < 1.0:
             raise ValueError(f"motor_dropout must be in [0, 1), got {self.motor_dropout}")
-        if not 0 <= self.motor_graph_tokens <= GRAPH_RANK:
-            raise ValueError(f"motor_graph_tokens must be in [0, {GRAPH_RANK}], got {self.motor_graph_tokens}")
+        if self.motor_graph_rank < 1:
+            raise ValueError(f"motor_graph_rank must be >= 1, got {self.motor_graph_rank}")
+        if not 0 <= self.motor_graph_tokens <= self.motor_graph_rank:
+            raise ValueError(f"motor_graph_tokens must be in [0, motor_graph_rank = {self.motor_graph_rank}], "
+                             f"got {self.motor_graph_tokens}")
         if not 0.0 <= self.motor_factor_dropout < 1.0:
             raise ValueError(f"motor_factor_dropout must be in [0, 1), got {self.motor_factor_dropout}")
         if not self.motor_reg_weight >= 0.0:
@@ -271,10 +281,6 @@ def auto_subspaces(n_modalities: int) -> int:
     return max(1, AUTO_TOKENS_PER_ITEM // n_modalities)
 
 
-#: rank of the truncated SVD whose item factors ``motor_graph_tokens`` quantises
-GRAPH_RANK = 64
-
-
 def graph_factors(train_matrix: sp.spmatrix, rank: int = GRAPH_RANK) -> torch.Tensor:
     """Item factors of the train interactions: the rank-r truncated SVD of the degree-normalised
     user-item matrix D_u^-1/2 R D_i^-1/2 = U S V^T gives V S^1/2, (n_items, r) (PureSVD's item side).
@@ -311,10 +317,10 @@ def item_tokens(config, dataset) -> dict[str, torch.Tensor]:
         if "graph" in modalities:
             raise ConfigError(f"motor_graph_tokens: dataset {dataset.name!r} has a feature modality named 'graph', "
                               f"the name of the interaction-profile tokens; rename that modality's feature file")
-        factors = item_graph_factors(dataset)
+        factors = item_graph_factors(dataset, config.motor_graph_rank)
         m_sub = min(config.motor_graph_tokens, factors.shape[1])
         entry = dataset.cached(
-            f"motor_tokens:graph:{m_sub}:{k}:{config.pq_iterations}:{config.pq_seed}:{config.cache_dir}",
+            f"motor_tokens:graph:{config.motor_graph_rank}:{m_sub}:{k}:{config.pq_iterations}:{config.pq_seed}:{config.cache_dir}",
             lambda: pq_tokens(factors, m_sub, k, config.pq_iterations, config.pq_seed, config.cache_dir,
                               f"{dataset.name}-graph"))
         tokens["graph"] = entry["codes"]
@@ -546,9 +552,9 @@ def representation_losses(reps: list[nn.Module], config, batch) -> dict[str, tor
     return {"motor_reg": weight * sum(emb_reg(rep(batch.pos), rep(batch.neg)) for rep in motor)}
 
 
-def item_graph_factors(dataset) -> torch.Tensor:
-    """:func:`graph_factors` of the dataset's train interactions, computed once per dataset."""
-    return dataset.cached(f"motor_graph_factors:{GRAPH_RANK}", lambda: graph_factors(dataset.train_matrix))
+def item_graph_factors(dataset, rank: int = GRAPH_RANK) -> torch.Tensor:
+    """:func:`graph_factors` of the dataset's train interactions, computed once per dataset and rank."""
+    return dataset.cached(f"motor_graph_factors:{rank}", lambda: graph_factors(dataset.train_matrix, rank))
 
 
 def build_item_representation(config, dataset, dim: int) -> nn.Module:
@@ -557,7 +563,7 @@ def build_item_representation(config, dataset, dim: int) -> nn.Module:
         return IDEmbedding(dataset.n_items, dim)
     if kind == "motor":
         tokens = item_tokens(config, dataset)
-        factors = item_graph_factors(dataset) if config.motor_graph_factors else None
+        factors = item_graph_factors(dataset, config.motor_graph_rank) if config.motor_graph_factors else None
         rep = MotorRepresentation(tokens, config.pq_codebook_size, dim, config.motor_fusion,
                                   config.motor_layers, config.motor_dropout, config.motor_channel_cross,
                                   graph_factors=factors, factor_dropout=config.motor_factor_dropout)

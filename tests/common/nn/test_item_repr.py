@@ -428,6 +428,25 @@ def test_graph_factors_map_starts_neutral_and_learns_to_tell_apart_equal_feature
     assert not torch.allclose(vectors[3], vectors[2], atol=1e-4)
 
 
+def test_graph_rank_sets_the_factors_per_item_and_enters_the_run_id_only_off_its_default(tmp_path):
+    """``motor_graph_rank`` r: the SVD's rank, so r factors per item (r x d more parameters for the
+    map) and at most r graph tokens; at its default (64, the rank before the key existed) a run
+    keeps its run id, and without graph tokens or factors it changes nothing, so it is left out."""
+    ds = checkerboard()
+    reps = {r: build_item_representation(motor_config(tmp_path, motor_graph_factors=True, motor_graph_rank=r), ds, 8)
+            for r in (3, 6)}
+    assert reps[3].graph.shape == (30, 3) and reps[6].graph.shape == (30, 6)
+    assert sum(p.numel() for p in reps[6].parameters()) - sum(p.numel() for p in reps[3].parameters()) == 3 * 8
+    default = motor_config(tmp_path, motor_graph_factors=True).identity()
+    assert motor_config(tmp_path, motor_graph_factors=True, motor_graph_rank=64).identity() == default
+    assert motor_config(tmp_path, motor_graph_factors=True, motor_graph_rank=128).identity() != default
+    assert motor_config(tmp_path, motor_graph_rank=128).identity() == motor_config(tmp_path).identity()
+    with pytest.raises(ConfigError, match="motor_graph_tokens"):
+        motor_config(tmp_path, motor_graph_tokens=9, motor_graph_rank=8)
+    with pytest.raises(ConfigError, match="motor_graph_rank"):
+        motor_config(tmp_path, motor_graph_rank=0)
+
+
 def test_factor_dropout_drops_whole_rows_in_training_only(tmp_path, caplog):
     """``motor_factor_dropout`` p: in training each item's factor term is either gone (the item is
     its tokens alone) or scaled by 1 / (1 - p); in evaluation every item has its full factors."""
