@@ -34,8 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", action="store_true",
                         help="instead: ms per training step of the -m models and --variant variants, built in one "
                              "process and timed in alternating rounds (ratios to the first one)")
-    parser.add_argument("--variant", action="append", nargs="+", default=[], metavar="LABEL MODEL [KEY=VALUE",
-                        help="with --steps: a variant LABEL of MODEL with its own overrides, e.g. "
+    parser.add_argument("--variant", action="append", nargs="+", default=[], metavar="ARG",
+                        help="with --steps: LABEL MODEL [KEY=VALUE ...], a variant of MODEL with its own overrides, e.g. "
                              "--variant 'no CL' MoToRec use_cl=false (repeatable; --set applies to all)")
     parser.add_argument("--step-count", type=int, default=20, help="with --steps: steps per variant and round")
     parser.add_argument("--rounds", type=int, default=4, help="with --steps: rounds (the median is reported)")

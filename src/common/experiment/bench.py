@@ -177,7 +177,7 @@ def interleaved_steps(variants: list[Variant], dataset: str, steps: int = 20, ro
                           "ms_per_step": float(np.median(times[v.label])), "min_ms": min(times[v.label]),
                           "max_ms": max(times[v.label]), "x_first": float(np.median(times[v.label])) / base,
                           "steps": steps, "rounds": rounds}
-                         for v, _, batches in runners])
+                         for v in variants])
 
 
 def _batches(sampler):

@@ -105,6 +105,17 @@ MOTOR-LGMRec, seed 999, valid Recall@20 / cold NDCG@20): shrinking each item's f
 at 20+ after the unit-RMS scaling), 0.2484 / 0.0221 against 0.2488 / 0.0236 without; factors only
 for items with at least 10 train interactions, with p = 0.5, 0.2464 / 0.0221 against 0.2526 /
 0.0229.
+Why the two hosts that already read the features (VBPR, LGMRec) do not get both on scientific: every
+MOTOR form measured lies on one overall-vs-cold frontier, and valid Recall@20 picks its overall end.
+MOTOR-VBPR, seeds 999 / 1, valid Recall@20 / test Recall@20 / test cold NDCG@20 (ID VBPR at its
+chosen reg 1e-3: 0.2154 / 0.1607 / 0.0290): mean-pooled tokens + factors + dropout 0.3 at reg 1e-2 (the
+suite's form) 0.2472 / 0.1800 / 0.0267; the same with dropout 0.7 0.2435 / 0.1812 / 0.0302; at reg
+1e-3 0.2352 / 0.1736 / 0.0333; no factors, reg 1e-2 0.2374 / 0.1740 / 0.0315; every form at reg 0.1
+0.2250-0.2347 / 0.1808-0.1864 / 0.0107-0.0146: the host's L2 is the dial, and the forms whose cold
+NDCG@20 beats VBPR's have the lower valid. MOTOR-LGMRec (seed 999, the suite's point; ID LGMRec over
+3 seeds 0.2494 / 0.1808 / 0.0265): the paper's MOTOR with MOTOR's L2 1e-3 0.2381 / 0.1791 / 0.0235,
+1e-2 0.2471 / 0.1850 / 0.0197 (without the L2, 3 seeds: 0.2341 / 0.1710 / 0.0298; factors + L2 1e-2 +
+dropout 0.5: 0.2520 / 0.1877 / 0.0228).
 
 e_i replaces the host's ID embedding; the paper adds no loss. Parameters: #modalities*M*K*d for the
 tables plus the network — independent of the number of items.
