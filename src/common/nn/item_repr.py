@@ -82,6 +82,17 @@ Recall@20, seed 999) 0.2288 with the factors alone, 0.2347 / 0.2402 / 0.2395 wit
 ``benchmark_motor_factors.yaml`` runs it at 1e-2, on sports too: there (3 seeds) MOTOR-LGMRec keeps
 100.5% of LGMRec's Recall@20 (the paper's MOTOR: 59%) and 158% of its cold NDCG@20 (p < 1e-4).
 
+``motor_graph_rank`` r (ours, default 64, the rank before the key): the truncated SVD's rank, i.e. how
+much of each item's interaction profile the factors (and graph tokens) carry; the map grows by r x d.
+MOTOR-BM3 on sports (mean-pooled tokens + factors, its suite point dropout 0.5 / 2 layers / reg 0.1,
+seed 999, valid / test Recall@20 / test cold NDCG@20): r = 64 0.0559 / 0.0391 / 0.0018, 128 0.0610 /
+0.0421 / 0.0020, 256 0.0634 / 0.0439 / 0.0016, 512 0.0668 / 0.0458 / 0.0013 (1024: the SVD alone ran
+over 11 minutes, stopped). Over 3 seeds against BM3 (0.0403 / cold 0.0013): r = 256 0.0442 (109.8%) /
+0.0018 (134.9%, p = 0.07); r = 512, valid's choice, 0.0460 (114.1%) / 0.0012 (92%, p = 0.6): valid
+rises with r while the cold items fall back to the host's level, the factors making the item side
+more ID-like. MOTOR-LATTICE on sports (its suite point, seed 999): r = 128 valid 0.0652 after 5
+epochs, 0.0613 after 10 (stopped), against 0.0656 at 64.
+
 ``motor_factor_dropout`` p (ours, default 0): in training each item's factor term is dropped with
 probability p (whole rows; the kept ones scaled by 1 / (1 - p)), so the tokens must carry every item
 part of the time, as DropoutNet does for content; evaluation uses every item's full factors.
