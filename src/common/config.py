@@ -237,6 +237,11 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is Literal:
         if value in args:
             return value
+        if isinstance(value, bool):   # YAML 1.1 reads off/no/on/yes as booleans: `feature_residual: off`
+            spellings = ("on", "yes", "true") if value else ("off", "no", "false")
+            named = [a for a in args if isinstance(a, str) and a.lower() in spellings]
+            if len(named) == 1:
+                return named[0]
         raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
     if origin is list:
         if not isinstance(value, (list, tuple)):

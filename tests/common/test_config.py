@@ -46,6 +46,17 @@ def test_yaml_scientific_notation_strings_are_read_as_floats():
     assert cfg.reg_weight == 1e-4 and isinstance(cfg.reg_weight, float)
 
 
+def test_yaml_booleans_are_read_as_the_choice_they_spell():
+    """YAML 1.1 reads ``off`` as false: ``--set feature_residual=off`` (or ``feature_residual: off``
+    in a YAML layer) is the choice ``off``; a boolean that names no choice is still an error."""
+    cfg = resolve("MoToRec", "scientific", dict([parse_override("feature_residual=off")])).first()
+    assert cfg.feature_residual == "off"
+    with pytest.raises(ConfigError, match="feature_residual: expected one of"):
+        resolve("MoToRec", "scientific", {"feature_residual": True})
+    with pytest.raises(ConfigError, match="fusion: expected one of"):
+        resolve("MoToRec", "scientific", {"fusion": False})
+
+
 def test_reading_an_undeclared_key_raises_instead_of_returning_none():
     cfg = resolve("BPR", "scientific").first()
     with pytest.raises(KeyError, match="not declared"):
