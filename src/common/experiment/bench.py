@@ -172,8 +172,8 @@ def interleaved_steps(variants: list[Variant], dataset: str, steps: int = 20, ro
             _sync()
             times[v.label].append((time.perf_counter() - t) / len(batches) * 1e3)
     base = float(np.median(times[variants[0].label]))
-    return pd.DataFrame([{"variant": v.label, "model": v.model,
-                          "overrides": " ".join(f"{k}={val}" for k, val in v.overrides.items()),
+    resolved = {v.label: " ".join(f"{k}={getattr(trainer.config, k)}" for k in v.overrides) for v, trainer, _ in runners}
+    return pd.DataFrame([{"variant": v.label, "model": v.model, "overrides": resolved[v.label],
                           "ms_per_step": float(np.median(times[v.label])), "min_ms": min(times[v.label]),
                           "max_ms": max(times[v.label]), "x_first": float(np.median(times[v.label])) / base,
                           "steps": steps, "rounds": rounds}
