@@ -143,8 +143,10 @@ def interleaved_steps(variants: list[Variant], dataset: str, steps: int = 20, ro
                       warmup: int = 3, threads: int = 0, common: dict[str, Any] | None = None) -> pd.DataFrame:
     """Milliseconds per training step (optimizer step included) of each variant: all are built first
     (same data, each its own trainer and ``steps + warmup`` batches of its sampler), then ``rounds``
-    rounds, each timing every variant's ``steps`` steps in turn. Per-epoch work (``pre_epoch``, e.g.
-    MoToRec's tokenizer passes) runs once before the timing and is not counted. Returns one row per
+    rounds, each timing every variant's ``steps`` steps in turn (the same batches every round, so
+    caches are warmer than in an epoch: for comparing variants, not for absolute seconds per epoch).
+    Per-epoch work (``pre_epoch``, e.g. MoToRec's tokenizer passes) runs once before the timing and
+    is not counted. Returns one row per
     variant: median, min and max over the rounds and the median's ratio to the first variant's.
     ``common``: overrides of every variant (a variant's own win)."""
     if not variants:
