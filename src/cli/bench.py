@@ -35,8 +35,9 @@ def add_arguments(parser) -> None:
                         help="instead: ms per training step of the -m models and --variant variants, built in one "
                              "process and timed in alternating rounds (ratios to the first one)")
     parser.add_argument("--variant", action="append", nargs="+", default=[], metavar="ARG",
-                        help="with --steps: LABEL MODEL [KEY=VALUE ...], a variant of MODEL with its own overrides, e.g. "
-                             "--variant 'no CL' MoToRec use_cl=false (repeatable; --set applies to all)")
+                        help="with --steps: LABEL MODEL [KEY=VALUE ...], a variant of MODEL with its own "
+                             "overrides, e.g. --variant 'no CL' MoToRec use_cl=false (repeatable; --set applies "
+                             "to all)")
     parser.add_argument("--step-count", type=int, default=20, help="with --steps: steps per variant and round")
     parser.add_argument("--rounds", type=int, default=4, help="with --steps: rounds (the median is reported)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
@@ -120,7 +121,8 @@ def _steps(args, overrides: dict, out, header: str) -> int:
         label, model, *pairs = items
         variants.append(Variant(label, model, dict(parse_override(p) for p in pairs)))
     if not variants:
-        raise ConfigError("bench --steps: name the variants with -m MODEL,... and/or --variant LABEL MODEL [KEY=VALUE ...]")
+        raise ConfigError("bench --steps: name the variants with -m MODEL,... and/or "
+                          "--variant LABEL MODEL [KEY=VALUE ...]")
     if len({v.label for v in variants}) < len(variants):
         raise ConfigError(f"bench --steps: variant labels must differ, got {[v.label for v in variants]}")
     for dataset in [d.strip() for d in args.dataset.split(",") if d.strip()]:

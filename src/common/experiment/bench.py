@@ -146,8 +146,8 @@ def interleaved_steps(variants: list[Variant], dataset: str, steps: int = 20, ro
     rounds, each timing every variant's ``steps`` steps in turn (the same batches every round, so
     caches are warmer than in an epoch: for comparing variants, not for absolute seconds per epoch).
     Per-epoch work (``pre_epoch``, e.g. MoToRec's tokenizer passes) runs once before the timing and
-    is not counted. Returns one row per
-    variant: median, min and max over the rounds and the median's ratio to the first variant's.
+    is not counted. Returns one row per variant: median, min and max over the rounds and the
+    median's ratio to the first variant's.
     ``common``: overrides of every variant (a variant's own win)."""
     if not variants:
         raise ValueError("interleaved_steps needs at least one variant")
@@ -174,7 +174,8 @@ def interleaved_steps(variants: list[Variant], dataset: str, steps: int = 20, ro
             _sync()
             times[v.label].append((time.perf_counter() - t) / len(batches) * 1e3)
     base = float(np.median(times[variants[0].label]))
-    resolved = {v.label: " ".join(f"{k}={getattr(trainer.config, k)}" for k in v.overrides) for v, trainer, _ in runners}
+    resolved = {v.label: " ".join(f"{k}={getattr(trainer.config, k)}" for k in v.overrides)   # as the config read them
+                for v, trainer, _ in runners}
     return pd.DataFrame([{"variant": v.label, "model": v.model, "overrides": resolved[v.label],
                           "ms_per_step": float(np.median(times[v.label])), "min_ms": min(times[v.label]),
                           "max_ms": max(times[v.label]), "x_first": float(np.median(times[v.label])) / base,

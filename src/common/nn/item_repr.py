@@ -116,6 +116,7 @@ MOTOR-LGMRec, seed 999, valid Recall@20 / cold NDCG@20): shrinking each item's f
 at 20+ after the unit-RMS scaling), 0.2484 / 0.0221 against 0.2488 / 0.0236 without; factors only
 for items with at least 10 train interactions, with p = 0.5, 0.2464 / 0.0221 against 0.2526 /
 0.0229.
+
 Why the two hosts that already read the features (VBPR, LGMRec) do not get both on scientific: every
 MOTOR form measured lies on one overall-vs-cold frontier, and valid Recall@20 picks its overall end.
 MOTOR-VBPR, seeds 999 / 1, valid Recall@20 / test Recall@20 / test cold NDCG@20 (ID VBPR at its
@@ -183,7 +184,7 @@ class ItemReprConfig:
     motor_dropout: float = 0.0       # MOTOR: dropout inside the Token Cross Network
     motor_graph_tokens: int = 0      # MOTOR (ours): tokens of each item's train-interaction profile (PQ of SVD item factors); 0 = off
     motor_graph_factors: bool = False  # MOTOR (ours): add a learned linear map of the item's SVD factors themselves
-    motor_graph_rank: int = GRAPH_RANK  # MOTOR (ours): rank of that SVD (factors per item) for the graph tokens and factors
+    motor_graph_rank: int = GRAPH_RANK  # MOTOR (ours): rank of that SVD (factors per item), graph tokens and factors
     motor_factor_dropout: float = 0.0  # MOTOR (ours): in training, drop an item's factors with this probability
     motor_channel_cross: Literal["pooled", "token"] = "pooled"  # cross channels after pooling, or per token
     pq_collision_token: bool = True  # MOTOR: one extra token telling apart items whose PQ tokens coincide
@@ -342,7 +343,8 @@ def item_tokens(config, dataset) -> dict[str, torch.Tensor]:
         factors = item_graph_factors(dataset, config.motor_graph_rank)
         m_sub = min(config.motor_graph_tokens, factors.shape[1])
         entry = dataset.cached(
-            f"motor_tokens:graph:{config.motor_graph_rank}:{m_sub}:{k}:{config.pq_iterations}:{config.pq_seed}:{config.cache_dir}",
+            f"motor_tokens:graph:{config.motor_graph_rank}:{m_sub}:{k}:{config.pq_iterations}:{config.pq_seed}:"
+            f"{config.cache_dir}",
             lambda: pq_tokens(factors, m_sub, k, config.pq_iterations, config.pq_seed, config.cache_dir,
                               f"{dataset.name}-graph"))
         tokens["graph"] = entry["codes"]
