@@ -340,7 +340,7 @@ def item_tokens(config, dataset) -> dict[str, torch.Tensor]:
         if "graph" in modalities:
             raise ConfigError(f"motor_graph_tokens: dataset {dataset.name!r} has a feature modality named 'graph', "
                               f"the name of the interaction-profile tokens; rename that modality's feature file")
-        factors = item_graph_factors(dataset, config.motor_graph_rank)
+        factors = item_graph_factors(dataset, config.motor_graph_rank, config.cache_dir)
         m_sub = min(config.motor_graph_tokens, factors.shape[1])
         entry = dataset.cached(
             f"motor_tokens:graph:{config.motor_graph_rank}:{m_sub}:{k}:{config.pq_iterations}:{config.pq_seed}:"
@@ -576,9 +576,31 @@ def representation_losses(reps: list[nn.Module], config, batch) -> dict[str, tor
     return {"motor_reg": weight * sum(emb_reg(rep(batch.pos), rep(batch.neg)) for rep in motor)}
 
 
-def item_graph_factors(dataset, rank: int = GRAPH_RANK) -> torch.Tensor:
-    """:func:`graph_factors` of the dataset's train interactions, computed once per dataset and rank."""
-    return dataset.cached(f"motor_graph_factors:{rank}", lambda: graph_factors(dataset.train_matrix, rank))
+def item_graph_factors(dataset, rank: int = GRAPH_RANK, cache_dir: str | None = None) -> torch.Tensor:
+    """:func:`graph_factors` of the dataset's train interactions, once per dataset and rank; with
+    ``cache_dir`` also on disk (``<cache_dir>/motor_graph/<dataset>-<key>.pt``, the key a hash of the
+    train matrix and the rank), since a large rank's SVD takes minutes (sports, rank 512: ~2.7 min)."""
+    def compute() -> torch.Tensor:
+        if cache_dir is None:
+            return graph_factors(dataset.train_matrix, rank)
+        r = sp.csr_matrix(dataset.train_matrix, copy=True)
+        r.sum_duplicates()                             # canonical, for the key only
+        key = content_key({"indptr": r.indptr, "indices": r.indices, "data": r.data, "shape": np.array(r.shape)},
+                          {"method": "graph_factors", "normalisation": "D_u^-1/2 R D_i^-1/2", "rank": rank})
+        path = cache_path(cache_dir, "motor_graph", dataset.name, key)
+
+        def build() -> dict[str, torch.Tensor]:
+            t0 = time.perf_counter()
+            factors = graph_factors(dataset.train_matrix, rank)
+            logger.info("MOTOR: rank-%d SVD item factors of %s's train interactions in %.1fs",
+                        rank, dataset.name, time.perf_counter() - t0)
+            return {"factors": factors}
+
+        entry, was_cached = disk_cached(path, build)
+        if was_cached:
+            logger.info("MOTOR: rank-%d graph factors loaded from %s", rank, path)
+        return entry["factors"]
+    return dataset.cached(f"motor_graph_factors:{rank}:{cache_dir}", compute)
 
 
 def build_item_representation(config, dataset, dim: int) -> nn.Module:
@@ -587,7 +609,8 @@ def build_item_representation(config, dataset, dim: int) -> nn.Module:
         return IDEmbedding(dataset.n_items, dim)
     if kind == "motor":
         tokens = item_tokens(config, dataset)
-        factors = item_graph_factors(dataset, config.motor_graph_rank) if config.motor_graph_factors else None
+        factors = (item_graph_factors(dataset, config.motor_graph_rank, config.cache_dir)
+                   if config.motor_graph_factors else None)
         rep = MotorRepresentation(tokens, config.pq_codebook_size, dim, config.motor_fusion,
                                   config.motor_layers, config.motor_dropout, config.motor_channel_cross,
                                   graph_factors=factors, factor_dropout=config.motor_factor_dropout)

@@ -447,6 +447,23 @@ def test_graph_rank_sets_the_factors_per_item_and_enters_the_run_id_only_off_its
         motor_config(tmp_path, motor_graph_rank=0)
 
 
+def test_graph_factors_are_cached_on_disk_per_train_matrix_and_rank(tmp_path, caplog):
+    """With a cache_dir the SVD runs once per (train matrix, rank): a fresh dataset object loads the
+    same factors from disk; another rank or other train interactions compute their own."""
+    fresh = item_repr.item_graph_factors(checkerboard(), 5)                   # no disk cache
+    with caplog.at_level("INFO", logger="src.common.nn.item_repr"):
+        first = item_repr.item_graph_factors(checkerboard(), 5, str(tmp_path))
+        again = item_repr.item_graph_factors(checkerboard(), 5, str(tmp_path))
+    assert "loaded from" in caplog.text and len(list((tmp_path / "motor_graph").iterdir())) == 1
+    torch.testing.assert_close(first, fresh, rtol=0, atol=0)
+    torch.testing.assert_close(again, fresh, rtol=0, atol=0)
+    item_repr.item_graph_factors(checkerboard(), 4, str(tmp_path))
+    other = checkerboard()
+    other.train_matrix = other.train_matrix[::-1]                              # other users' rows
+    item_repr.item_graph_factors(other, 5, str(tmp_path))
+    assert len(list((tmp_path / "motor_graph").iterdir())) == 3
+
+
 def test_factor_dropout_drops_whole_rows_in_training_only(tmp_path, caplog):
     """``motor_factor_dropout`` p: in training each item's factor term is either gone (the item is
     its tokens alone) or scaled by 1 / (1 - p); in evaluation every item has its full factors."""
