@@ -22,11 +22,16 @@ def models_of(args) -> list[str]:
 
 
 def overrides_of(args) -> dict:
+    return parse_overrides(args.overrides)
+
+
+def parse_overrides(texts: list[str], option: str = "--set") -> dict:
+    """``key=value`` texts (``--set``'s, or another option's) as a dict; a key given twice is an error."""
     out = {}
-    for text in args.overrides:
+    for text in texts:
         key, value = parse_override(text)
         if key in out:
-            raise ConfigError(f"--set {key} given twice")
+            raise ConfigError(f"{option} {key} given twice")
         out[key] = value
     return out
 

@@ -109,7 +109,8 @@ def run(args) -> int:
 
 
 def _steps(args, overrides: dict, out, header: str) -> int:
-    from src.common.config import ConfigError, parse_override
+    from src.cli._common import parse_overrides
+    from src.common.config import ConfigError
     from src.common.experiment.bench import Variant, interleaved_steps
     if args.step_count < 1 or args.rounds < 1:
         raise ConfigError(f"--step-count and --rounds must be >= 1, got {args.step_count} and {args.rounds}")
@@ -119,7 +120,7 @@ def _steps(args, overrides: dict, out, header: str) -> int:
         if len(items) < 2:
             raise ConfigError(f"--variant needs LABEL MODEL [KEY=VALUE ...], got {' '.join(items)!r}")
         label, model, *pairs = items
-        variants.append(Variant(label, model, dict(parse_override(p) for p in pairs)))
+        variants.append(Variant(label, model, parse_overrides(pairs, f"--variant {label!r}:")))
     if not variants:
         raise ConfigError("bench --steps: name the variants with -m MODEL,... and/or "
                           "--variant LABEL MODEL [KEY=VALUE ...]")

@@ -101,13 +101,19 @@ def bench_dataset(name: str, scale: int, seed: int = 0) -> tuple[Dataset, bool]:
     return replicate(ds, scale, seed=seed), synthetic
 
 
+def bench_config(model: str, dataset: str, threads: int, overrides: dict[str, Any] | None = None):
+    """The config a benchmark trains ``model`` with: its YAML's first point, ``overrides`` on top, no
+    progress bar, no checkpoint, ``threads`` torch threads."""
+    over = {"show_progress": False, "threads": threads, "save_checkpoint": False, **(overrides or {})}
+    return resolve(model, dataset, over).first()
+
+
 def measure(model: str, dataset: str, scale: int = 1, epochs: int = 3, warmup: int = 1,
             threads: int = 0, overrides: dict[str, Any] | None = None) -> Measurement:
     """Time ``warmup + epochs`` training epochs (median of the last ``epochs``) and one
     full-ranking evaluation of the test split, in this process."""
     ds, synthetic = bench_dataset(dataset, scale)
-    over = {"show_progress": False, "threads": threads, "save_checkpoint": False, **(overrides or {})}
-    config = resolve(model, dataset, over).first()
+    config = bench_config(model, dataset, threads, overrides)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -154,8 +160,7 @@ def interleaved_steps(variants: list[Variant], dataset: str, steps: int = 20, ro
     ds, _ = bench_dataset(dataset, 1)
     runners = []
     for v in variants:
-        over = {"show_progress": False, "threads": threads, "save_checkpoint": False, **(common or {}), **v.overrides}
-        trainer = Trainer(resolve(v.model, dataset, over).first(), ds)
+        trainer = Trainer(bench_config(v.model, dataset, threads, {**(common or {}), **v.overrides}), ds)
         trainer.model.train()
         trainer.model.pre_epoch(0)
         batches = list(itertools.islice(_batches(trainer.sampler), warmup + steps))
