@@ -85,12 +85,11 @@ def test_loss_terms_follow_the_switches():
     assert model.token_log == {}              # no tokenizer at work
 
 
-def code_usage_after(gamma: float, form: str = "uniform") -> float:
+def code_usage_after(gamma: float, form: str = "uniform", seed: int = 0) -> float:
     """Mean perplexity of the codes (K = 16) after ten tokenizer passes with sparsity weight gamma."""
-    ds = checkerboard(n_items=100, dims=16, noise=1.0)
-    torch.manual_seed(0)
+    ds = checkerboard(n_items=100, dims=16, noise=1.0, seed=seed)
     model = build_model(small_config(gamma=gamma, sparsity_form=form, codebook_size=16, lambda_rq=1.0,
-                                     learning_rate=0.05, tokenizer_epochs=-1), ds)
+                                     learning_rate=0.05, tokenizer_epochs=-1, seed=seed), ds)
     model.train()
     for epoch in range(10):
         model.pre_epoch(epoch)
@@ -98,9 +97,12 @@ def code_usage_after(gamma: float, form: str = "uniform") -> float:
 
 
 def test_sparsity_weight_changes_code_usage():
-    # without the term usage narrows (perplexity ~9 of 16); with it usage spreads (both forms)
-    without = code_usage_after(0.0)
-    assert code_usage_after(5.0) > without + 2 and code_usage_after(5.0, "printed") > without + 2
+    # without the term usage narrows (perplexity ~8 of 16), with it usage spreads (~12.5, both
+    # forms); averaged over three seeds (data and model): one run moves by ~1 between machines
+    def mean_usage(gamma, form="uniform"):
+        return np.mean([code_usage_after(gamma, form, seed) for seed in range(3)])
+    without = mean_usage(0.0)
+    assert mean_usage(5.0) > without + 2 and mean_usage(5.0, "printed") > without + 2
 
 
 def test_code_churn_counts_items_with_any_changed_level():
