@@ -10,7 +10,8 @@ import math
 import pandas as pd
 from tqdm.auto import tqdm
 
-from src.common.experiment.bench import machine_info, measure_in_subprocess, stored_time_to_best
+from src.common.experiment.bench import (Variant, bench_config, machine_info, measure_in_subprocess,
+                                         stored_time_to_best)
 from src.common.paths import from_root
 from src.common.recommender import model_names
 from src.common.experiment.results import markdown_table
@@ -35,9 +36,9 @@ def add_arguments(parser) -> None:
                         help="instead: ms per training step of the -m models and --variant variants, built in one "
                              "process and timed in alternating rounds (ratios to the first one)")
     parser.add_argument("--variant", action="append", nargs="+", default=[], metavar="ARG",
-                        help="with --steps: LABEL MODEL [KEY=VALUE ...], a variant of MODEL with its own "
-                             "overrides, e.g. --variant 'no CL' MoToRec use_cl=false (repeatable; --set applies "
-                             "to all)")
+                        help="LABEL MODEL [KEY=VALUE ...], a variant of MODEL with its own overrides, e.g. "
+                             "--variant 'codes frozen' MoToRec tokenizer_epochs=0 (repeatable; --set applies to "
+                             "all; with --variant, -m adds models only when given)")
     parser.add_argument("--step-count", type=int, default=20, help="with --steps: steps per variant and round")
     parser.add_argument("--rounds", type=int, default=4, help="with --steps: rounds (the median is reported)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
@@ -65,36 +66,51 @@ def run(args) -> int:
         if args.only_hotpaths:
             return 0
     registered = model_names()
-    models = registered if args.model == "all" else [m.strip() for m in args.model.split(",")]
     datasets = [d.strip() for d in args.dataset.split(",") if d.strip()]
-    jobs = [(m, d, 1) for d in datasets for m in models]
+    variants = _variants(args, default=[] if args.variant else registered)
+    if args.variant:       # a bad variant is one clear error before anything runs, as with --steps
+        for v in variants:
+            for dataset in datasets:
+                bench_config(v.model, dataset, args.threads, {**overrides, **v.overrides})
+    jobs = [(v, d, 1) for d in datasets for v in variants]
     if args.scaling:
         scaling_models = [m for m in args.scaling_models.split(",") if m in registered]
-        jobs += [(m, datasets[0], int(s)) for m in scaling_models for s in args.scales.split(",") if int(s) > 1]
+        jobs += [(Variant(m, m, {}), datasets[0], int(s)) for m in scaling_models
+                 for s in args.scales.split(",") if int(s) > 1]
     rows = []
-    for model, dataset, scale in tqdm(jobs, desc="bench", unit="job"):
-        m = measure_in_subprocess(model, dataset, scale, args.epochs, args.warmup, args.threads,
-                                  overrides, args.timeout)
+    for v, dataset, scale in tqdm(jobs, desc="bench", unit="job"):
+        m = measure_in_subprocess(v.model, dataset, scale, args.epochs, args.warmup, args.threads,
+                                  {**overrides, **v.overrides}, args.timeout)
         if m.error:
-            logger.warning("%s on %s x%d failed: %s", model, dataset, scale, m.error)
-        rows.append(m.__dict__)
+            logger.warning("%s on %s x%d failed: %s", v.label, dataset, scale, m.error)
+        rows.append({"variant": v.label, "plain": not v.overrides, **m.__dict__})
     df = pd.DataFrame(rows)
     main = df[df.scale == 1].drop(columns=["scale"]).copy()
     results_dir = overrides.get("results_dir", default_results_dir())
-    main["to_best_s"] = [stored_time_to_best(results_dir, r.dataset, r.model) for r in main.itertuples()]
+    # a stored run's time to its best epoch describes the model's stored config, not a variant's
+    main["to_best_s"] = [stored_time_to_best(results_dir, r.dataset, r.model) if r.plain else math.nan
+                         for r in main.itertuples()]
+    labelled = bool((main.variant != main.model).any())
+    by_label = {v.label: v for v in variants}
     for dataset, part in main.groupby("dataset", sort=False):
         notes = ["features generated at random, MMRec's shapes: timing only"] if part.synthetic_features.any() else []
         notes.append("to_best_s: time to the best epoch of the best stored run in the results store, '-': none")
+        if args.overrides:
+            notes.append(f"every row: {' '.join(args.overrides)}")
         note = f" ({'; '.join(notes)})"
-        table = part[["model", "s_per_epoch", "eval_s", "setup_s", "to_best_s", "peak_rss_mib", "gpu_peak_mib",
+        table = part[(["variant"] if labelled else []) +
+                     ["model", "s_per_epoch", "eval_s", "setup_s", "to_best_s", "peak_rss_mib", "gpu_peak_mib",
                       "params", "users", "items", "train_edges", "error"]]
+        if labelled:
+            table.insert(2, "overrides", [" ".join(f"{k}={val}" for k, val in by_label[lab].overrides.items())
+                                          for lab in part.variant])
         if not (table.gpu_peak_mib > 0).any():
             table = table.drop(columns=["gpu_peak_mib"])
         _write(out / f"bench_{dataset}", table, header + note)
         print(f"\n## {dataset}{note}\n")
         print(markdown_table(table.reset_index(drop=True), floatfmt=".3f"))
     if args.scaling:
-        scal = df[df.model.isin(args.scaling_models.split(",")) & (df.dataset == datasets[0])].copy()
+        scal = df[df.plain & df.model.isin(args.scaling_models.split(",")) & (df.dataset == datasets[0])].copy()
         base = scal[scal.scale == 1].set_index("model")
         for col in ("s_per_epoch", "eval_s", "peak_rss_mib"):
             scal[f"{col} x"] = [r[col] / base.loc[r.model, col] if r.model in base.index and
@@ -109,23 +125,14 @@ def run(args) -> int:
 
 
 def _steps(args, overrides: dict, out, header: str) -> int:
-    from src.cli._common import parse_overrides
     from src.common.config import ConfigError
-    from src.common.experiment.bench import Variant, interleaved_steps
+    from src.common.experiment.bench import interleaved_steps
     if args.step_count < 1 or args.rounds < 1:
         raise ConfigError(f"--step-count and --rounds must be >= 1, got {args.step_count} and {args.rounds}")
-    variants = [] if args.model == "all" else [Variant(m.strip(), m.strip(), {})
-                                               for m in args.model.split(",") if m.strip()]
-    for items in args.variant:
-        if len(items) < 2:
-            raise ConfigError(f"--variant needs LABEL MODEL [KEY=VALUE ...], got {' '.join(items)!r}")
-        label, model, *pairs = items
-        variants.append(Variant(label, model, parse_overrides(pairs, f"--variant {label!r}:")))
+    variants = _variants(args, default=[])
     if not variants:
         raise ConfigError("bench --steps: name the variants with -m MODEL,... and/or "
                           "--variant LABEL MODEL [KEY=VALUE ...]")
-    if len({v.label for v in variants}) < len(variants):
-        raise ConfigError(f"bench --steps: variant labels must differ, got {[v.label for v in variants]}")
     for dataset in [d.strip() for d in args.dataset.split(",") if d.strip()]:
         table = interleaved_steps(variants, dataset, steps=args.step_count, rounds=args.rounds,
                                   threads=args.threads, common=overrides)
@@ -137,6 +144,22 @@ def _steps(args, overrides: dict, out, header: str) -> int:
         print(markdown_table(table, floatfmt=".2f"))
     print(f"\ntables written to {out}/")
     return 0
+
+
+def _variants(args, default: list[str]) -> list:
+    """The -m models (``default`` for -m all) as plain variants, then the --variant ones; labels must differ."""
+    from src.cli._common import parse_overrides
+    from src.common.config import ConfigError
+    models = default if args.model == "all" else [m.strip() for m in args.model.split(",") if m.strip()]
+    variants = [Variant(m, m, {}) for m in models]
+    for items in args.variant:
+        if len(items) < 2:
+            raise ConfigError(f"--variant needs LABEL MODEL [KEY=VALUE ...], got {' '.join(items)!r}")
+        label, model, *pairs = items
+        variants.append(Variant(label, model, parse_overrides(pairs, f"--variant {label!r}:")))
+    if len({v.label for v in variants}) < len(variants):
+        raise ConfigError(f"bench: variant labels must differ, got {[v.label for v in variants]}")
+    return variants
 
 
 def _write(stem, table: pd.DataFrame, header: str) -> None:

@@ -152,3 +152,13 @@ def test_item_text_tables_name_the_bad_line(tmp_path):
 def test_bench_steps_rejects_bad_variants_in_one_line(capsys, tmp_path, args, expected):
     assert main(["bench", "--steps", "-d", "scientific", "--out", str(tmp_path), *args]) == 2
     assert expected in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--variant", "X"], "--variant needs LABEL MODEL"),
+    (["-m", "BPR", "--variant", "BPR", "BPR", "reg_weight=0.1"], "variant labels must differ"),
+    (["--variant", "a", "BPR", "no_such_key=1"], "no_such_key"),
+])
+def test_bench_epochs_rejects_bad_variants_before_measuring(capsys, tmp_path, args, expected):
+    assert main(["bench", "-d", "scientific", "--epochs", "1", "--warmup", "0", "--out", str(tmp_path), *args]) == 2
+    assert expected in one_line_error(capsys) and not list(tmp_path.iterdir())   # nothing measured or written

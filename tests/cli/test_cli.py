@@ -56,3 +56,15 @@ def test_multimodal_model_on_baby_names_the_missing_file(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "image_feat.npy" in out.stderr and "MMRec" in out.stderr
     assert not (tmp_path / "baby").exists(), "no run folder for a run that cannot start"
+
+
+def test_bench_epochs_of_a_model_and_a_labelled_variant(tmp_path):
+    # one fresh process per row; the variant's overrides reach its config (BPR's reg_weight) and the table
+    out = run("bench", "-d", "scientific", "-m", "BPR", "--variant", "BPR strong L2", "BPR", "reg_weight=0.5",
+              "--epochs", "1", "--warmup", "0", "--threads", "1", "--out", str(tmp_path))
+    table = (tmp_path / "bench_scientific.csv").read_text().splitlines()
+    assert table[1].startswith("variant,model,overrides,s_per_epoch")
+    assert table[2].startswith("BPR,BPR,,") and table[3].startswith("BPR strong L2,BPR,reg_weight=0.5,")
+    assert "| BPR strong L2 | BPR | reg_weight=0.5 |" in out.stdout
+    s_per_epoch = [float(row.split(",")[3]) for row in table[2:]]
+    assert all(s > 0 for s in s_per_epoch)
