@@ -68,8 +68,9 @@ def run(args) -> int:
     registered = model_names()
     datasets = [d.strip() for d in args.dataset.split(",") if d.strip()]
     variants = _variants(args, default=[] if args.variant else registered)
-    if args.variant:       # a bad variant is one clear error before anything runs, as with --steps
-        for v in variants:
+    named = {items[0] for items in args.variant}
+    for v in variants:     # a bad --variant is one clear error before anything runs, as with --steps
+        if v.label in named:
             for dataset in datasets:
                 bench_config(v.model, dataset, args.threads, {**overrides, **v.overrides})
     jobs = [(v, d, 1) for d in datasets for v in variants]
