@@ -212,7 +212,13 @@ the paper's own intent; numbers in the repository's issue 18 notes / README):
   wider than ``residual_max_dim`` (512) are projected once onto their top principal components
   first: on MMRec's 4096-d image features the full map was the largest single cost of a step (Baby's
   shape, 1 thread: ~80 of 229 ms); features of at most 512 dimensions (every dataset measured here)
-  are not projected, so the numbers above are unchanged.
+  are not projected, so the numbers above are unchanged. A narrower input was measured (3 seeds at
+  each dataset's benchmark config, paired over users, ``residual_max_dim`` 512 -> 128, i.e. the
+  512-d CLIP and 384-d text features projected on 128 components): scientific valid R@20 0.2475 ->
+  0.2462, test R@20 0.1823 -> 0.1890 (p = 0.03), cold N@20 0.0343 -> 0.0317 (p = 0.02); sports valid
+  0.0719 -> 0.0731, R@20 0.0474 -> 0.0483 (p = 0.10), N@20 0.0199 -> 0.0204 (p = 0.02), cold N@20
+  0.0049 -> 0.0050 (p = 0.40). Valid does not prefer it on both, cold items lose on scientific, and
+  on sports' 384-d features the step is no faster (107.6 vs 106.8 ms, ``bench --steps``): 512 stays.
 - Item-item graph on the ID channel (``knn_k``), ours, default 10: after the propagation each item's
   collaborative vector adds S (ID rows), S the mean over modalities of the sym-normalised top-k
   cosine kNN graph of the raw features (FREEDOM's frozen item-item graph, LATTICE/FREEDOM's k = 10),
