@@ -105,7 +105,10 @@ MOTOR-LGMRec on scientific at the factors suite's chosen point (alpha 0.6, 64 hy
 without MOTOR's L2 (seeds 999 / 1) 0.2343 / 0.2326, cold 0.0206 / 0.0159: the L2 is still needed. On
 sports it does not help (seed 999, each host's factors suite point, valid / test Recall@20):
 MOTOR-BM3 0.0560 / 0.0379 (without: 0.0559 / 0.0391), MOTOR-LATTICE 0.0583 / 0.0382 (the suite's
-3-seed mean without: 0.0670 / 0.0432). So a per-host setting, off by default.
+3-seed mean without: 0.0670 / 0.0432); nor at the SVD rank valid later chose for MOTOR-BM3 (512,
+seed 999, valid / test Recall@20 / test cold NDCG@20, p = 0.3 / 0.5: 0.0674 / 0.0454 / 0.0010,
+0.0657 / 0.0457 / 0.0010; without: 0.0668 / 0.0458 / 0.0013): its cold items do not come back.
+So a per-host setting, off by default.
 ``benchmark_motor_factor_dropout.yaml`` runs MOTOR-LGMRec with it under the suites' protocol (search
 chose the same point): 103.8% of LGMRec's Recall@20 (p = 0.006), 85.8% of its cold NDCG@20 (p <
 0.001 below); and MOTOR-VBPR with mean-pooled tokens, the factors and p = 0.3 (valid 0.2489 over 3
