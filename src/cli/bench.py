@@ -69,10 +69,12 @@ def run(args) -> int:
     datasets = [d.strip() for d in args.dataset.split(",") if d.strip()]
     variants = _variants(args, default=[] if args.variant else registered)
     named = {items[0] for items in args.variant}
+    shown = {v.label: "" for v in variants}     # a variant's overrides as its config read them
     for v in variants:     # a bad --variant is one clear error before anything runs, as with --steps
         if v.label in named:
             for dataset in datasets:
-                bench_config(v.model, dataset, args.threads, {**overrides, **v.overrides})
+                config = bench_config(v.model, dataset, args.threads, {**overrides, **v.overrides})
+                shown[v.label] = " ".join(f"{k}={getattr(config, k)}" for k in v.overrides)
     jobs = [(v, d, 1) for d in datasets for v in variants]
     if args.scaling:
         scaling_models = [m for m in args.scaling_models.split(",") if m in registered]
@@ -92,7 +94,6 @@ def run(args) -> int:
     main["to_best_s"] = [stored_time_to_best(results_dir, r.dataset, r.model) if r.plain else math.nan
                          for r in main.itertuples()]
     labelled = bool((main.variant != main.model).any())
-    by_label = {v.label: v for v in variants}
     for dataset, part in main.groupby("dataset", sort=False):
         notes = ["features generated at random, MMRec's shapes: timing only"] if part.synthetic_features.any() else []
         notes.append("to_best_s: time to the best epoch of the best stored run in the results store, '-': none")
@@ -103,8 +104,7 @@ def run(args) -> int:
                      ["model", "s_per_epoch", "eval_s", "setup_s", "to_best_s", "peak_rss_mib", "gpu_peak_mib",
                       "params", "users", "items", "train_edges", "error"]]
         if labelled:
-            table.insert(2, "overrides", [" ".join(f"{k}={val}" for k, val in by_label[lab].overrides.items())
-                                          for lab in part.variant])
+            table.insert(2, "overrides", [shown[lab] for lab in part.variant])
         if not (table.gpu_peak_mib > 0).any():
             table = table.drop(columns=["gpu_peak_mib"])
         _write(out / f"bench_{dataset}", table, header + note)

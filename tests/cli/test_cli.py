@@ -60,11 +60,12 @@ def test_multimodal_model_on_baby_names_the_missing_file(tmp_path):
 
 def test_bench_epochs_of_a_model_and_a_labelled_variant(tmp_path):
     # one fresh process per row; the variant's overrides reach its config (BPR's reg_weight) and the table
-    out = run("bench", "-d", "scientific", "-m", "BPR", "--variant", "BPR strong L2", "BPR", "reg_weight=0.5",
+    # (shown as the config read them: YAML's 1e-1 is the float 0.1)
+    out = run("bench", "-d", "scientific", "-m", "BPR", "--variant", "BPR strong L2", "BPR", "reg_weight=1e-1",
               "--epochs", "1", "--warmup", "0", "--threads", "1", "--out", str(tmp_path))
     table = (tmp_path / "bench_scientific.csv").read_text().splitlines()
     assert table[1].startswith("variant,model,overrides,s_per_epoch")
-    assert table[2].startswith("BPR,BPR,,") and table[3].startswith("BPR strong L2,BPR,reg_weight=0.5,")
-    assert "| BPR strong L2 | BPR | reg_weight=0.5 |" in out.stdout
+    assert table[2].startswith("BPR,BPR,,") and table[3].startswith("BPR strong L2,BPR,reg_weight=0.1,")
+    assert "| BPR strong L2 | BPR | reg_weight=0.1 |" in out.stdout
     s_per_epoch = [float(row.split(",")[3]) for row in table[2:]]
     assert all(s > 0 for s in s_per_epoch)
