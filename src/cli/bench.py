@@ -74,7 +74,7 @@ def run(args) -> int:
         if v.label in named:
             for dataset in datasets:
                 config = bench_config(v.model, dataset, args.threads, {**overrides, **v.overrides})
-                shown[v.label] = " ".join(f"{k}={getattr(config, k)}" for k in v.overrides)
+                shown[v.label] = v.as_read(config)
     jobs = [(v, d, 1) for d in datasets for v in variants]
     if args.scaling:
         scaling_models = [m for m in args.scaling_models.split(",") if m in registered]
@@ -111,7 +111,9 @@ def run(args) -> int:
         print(f"\n## {dataset}{note}\n")
         print(markdown_table(table.reset_index(drop=True), floatfmt=".3f"))
     if args.scaling:
-        scal = df[df.plain & df.model.isin(args.scaling_models.split(",")) & (df.dataset == datasets[0])].copy()
+        # the -m rows (label = model name): one base row per model at 1x, never a variant's
+        scal = df[(df.variant == df.model) & df.model.isin(args.scaling_models.split(","))
+                  & (df.dataset == datasets[0])].copy()
         base = scal[scal.scale == 1].set_index("model")
         for col in ("s_per_epoch", "eval_s", "peak_rss_mib"):
             scal[f"{col} x"] = [r[col] / base.loc[r.model, col] if r.model in base.index and

@@ -144,6 +144,10 @@ class Variant:
     model: str
     overrides: dict[str, Any]
 
+    def as_read(self, config) -> str:
+        """The overrides as ``config`` read them (``KEY=VALUE ...``, e.g. ``feature_residual=off``)."""
+        return " ".join(f"{k}={getattr(config, k)}" for k in self.overrides)
+
 
 def interleaved_steps(variants: list[Variant], dataset: str, steps: int = 20, rounds: int = 4,
                       warmup: int = 3, threads: int = 0, common: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -179,8 +183,7 @@ def interleaved_steps(variants: list[Variant], dataset: str, steps: int = 20, ro
             _sync()
             times[v.label].append((time.perf_counter() - t) / len(batches) * 1e3)
     base = float(np.median(times[variants[0].label]))
-    resolved = {v.label: " ".join(f"{k}={getattr(trainer.config, k)}" for k in v.overrides)   # as the config read them
-                for v, trainer, _ in runners}
+    resolved = {v.label: v.as_read(trainer.config) for v, trainer, _ in runners}
     return pd.DataFrame([{"variant": v.label, "model": v.model, "overrides": resolved[v.label],
                           "ms_per_step": float(np.median(times[v.label])), "min_ms": min(times[v.label]),
                           "max_ms": max(times[v.label]), "x_first": float(np.median(times[v.label])) / base,
